@@ -1,0 +1,120 @@
+"""Classical nucleus segmentation: the CellProfiler IdentifyPrimaryObjects-style baseline.
+
+Smoothing, a global threshold (Otsu or Li) on a background-flattened image, hole filling,
+then distance-transform watershed to split touching nuclei, and a size filter. This is the
+baseline that the learned engines must beat.
+"""
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage as ndi
+from skimage import filters, measure, morphology, segmentation
+from skimage.feature import peak_local_max
+
+__all__ = ["segment_classical", "relabel_sequential"]
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Relabel to 1..N in order of first appearance (row-major), as uint32.
+
+    Examples
+    --------
+    >>> relabel_sequential(np.array([[0, 7], [3, 7]])).tolist()
+    [[0, 1], [2, 1]]
+    """
+    flat = labels.ravel()
+    ids, first = np.unique(flat, return_index=True)
+    keep = ids != 0
+    ids, first = ids[keep], first[keep]
+    order = ids[np.argsort(first)]
+    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.uint32)
+    lut[order] = np.arange(1, len(order) + 1, dtype=np.uint32)
+    return lut[labels]
+
+
+def segment_classical(
+    image: np.ndarray,
+    sigma: float = 1.5,
+    background_size: int = 0,
+    threshold: str = "otsu",
+    threshold_scale: float = 1.0,
+    min_distance: int = 5,
+    distance_sigma: float = 1.0,
+    min_area: int = 30,
+    max_area: int | None = None,
+    fill_holes: bool = True,
+) -> np.ndarray:
+    """Segment nuclei in a single-channel image.
+
+    Parameters
+    ----------
+    image : (H, W) array
+        Nuclear stain, any numeric dtype.
+    sigma : float
+        Gaussian smoothing before thresholding, in pixels.
+    background_size : int
+        If > 0, subtract the background estimated by a grey opening with a square of this edge in
+        pixels (choose it larger than the largest nucleus), which flattens uneven illumination.
+    threshold : {"otsu", "li"}
+        Global threshold method on the smoothed image.
+    threshold_scale : float
+        Multiplies the threshold (CellProfiler's "threshold correction factor").
+    min_distance : int
+        Minimum distance in pixels between two nucleus centres (watershed markers).
+    distance_sigma : float
+        Smoothing of the distance transform before finding its peaks (avoids over-splitting).
+    min_area, max_area : int
+        Objects outside this range of pixel areas are removed.
+    fill_holes : bool
+        Fill holes in the foreground mask.
+
+    Returns
+    -------
+    labels : (H, W) uint32
+        0 for background, 1..N sequential.
+
+    Examples
+    --------
+    >>> img = np.zeros((40, 60)); img[5:15, 5:15] = 100; img[20:35, 30:50] = 80
+    >>> lab = segment_classical(img, sigma=1, min_area=10)
+    >>> int(lab.max())
+    2
+    """
+    if image.ndim != 2:
+        raise ValueError(f"segment_classical expects a 2-D image, got shape {image.shape}")
+    img = image.astype(np.float32, copy=False)
+    if background_size and background_size > 0:
+        background = ndi.grey_opening(img, size=(int(background_size),) * 2, mode="nearest")
+        img = img - ndi.uniform_filter(background, size=int(background_size), mode="nearest")
+    smooth = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
+    if float(smooth.max()) == float(smooth.min()):
+        return np.zeros(image.shape, dtype=np.uint32)
+    methods = {"otsu": filters.threshold_otsu, "li": filters.threshold_li}
+    if threshold not in methods:
+        raise ValueError(f"threshold must be one of {sorted(methods)}, got {threshold!r}")
+    mask = smooth > methods[threshold](smooth) * threshold_scale
+    if fill_holes:
+        mask = ndi.binary_fill_holes(mask)
+    mask = morphology.remove_small_objects(mask, max_size=max(min_area // 2, 1) - 1) if min_area > 1 else mask
+
+    dist = ndi.distance_transform_edt(mask)
+    if distance_sigma > 0:
+        dist = ndi.gaussian_filter(dist, distance_sigma)
+    comp = measure.label(mask)
+    peaks = peak_local_max(dist, min_distance=max(int(min_distance), 1), labels=comp, exclude_border=False)
+    markers = np.zeros(mask.shape, dtype=np.int32)
+    markers[tuple(peaks.T)] = np.arange(1, len(peaks) + 1)
+    # components without a peak (flat plateaus) still get one marker
+    missing = np.setdiff1d(np.unique(comp[mask]), np.unique(comp[tuple(peaks.T)]) if len(peaks) else [])
+    for i, lab in enumerate(missing, start=len(peaks) + 1):
+        ys, xs = np.nonzero(comp == lab)
+        markers[ys[len(ys) // 2], xs[len(xs) // 2]] = i
+    labels = segmentation.watershed(-dist, markers, mask=mask)
+
+    areas = np.bincount(labels.ravel())
+    bad = areas < min_area
+    if max_area:
+        bad |= areas > max_area
+    bad[0] = False
+    labels[bad[labels]] = 0
+    return relabel_sequential(labels)

@@ -1,0 +1,83 @@
+"""Checks of a validated config that a JSON schema cannot express, and the demo plate set-up.
+
+Errors name the config key and say what was expected.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["ConfigError", "check_config", "ensure_demo", "prepend_pythonpath"]
+
+log = logging.getLogger("plateseg.config")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` for config values that are valid by schema but cannot work.
+
+    Examples
+    --------
+    >>> check_config({"input": {"dir": "x", "scheme": "regex", "pattern": None}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"}, "demo": {"enabled": True}})
+    Traceback (most recent call last):
+    ...
+    plateseg.config.ConfigError: config key input.pattern: scheme 'regex' needs a regex with named groups, got none
+    """
+    inp, ch = config["input"], config["channels"]
+    if inp.get("scheme") == "regex" and not inp.get("pattern"):
+        raise ConfigError("config key input.pattern: scheme 'regex' needs a regex with named groups, got none")
+    if inp.get("scheme") == "samplesheet":
+        sheet = inp.get("sample_sheet")
+        if not sheet or not Path(sheet).is_file():
+            raise ConfigError(f"config key input.sample_sheet: scheme 'samplesheet' needs an existing CSV file, got {sheet!r}")
+    if ch["nuclear"] not in ch["names"]:
+        raise ConfigError(
+            f"config key channels.nuclear: {ch['nuclear']!r} is not one of the channel ids in channels.names "
+            f"({sorted(ch['names'])})"
+        )
+    demo = config.get("demo", {})
+    if not demo.get("enabled") and not Path(inp["dir"]).is_dir():
+        raise ConfigError(f"config key input.dir: folder {inp['dir']!r} does not exist")
+    tiling = config.get("tiling", {})
+    if tiling and tiling.get("halo", 0) >= tiling.get("tile_size", 1):
+        raise ConfigError(
+            f"config key tiling.halo: must be smaller than tiling.tile_size ({tiling['tile_size']}), got {tiling['halo']}"
+        )
+    ev = config.get("evaluation", {})
+    if ev.get("groundtruth") and not demo.get("enabled") and not Path(ev["groundtruth"]).is_dir():
+        raise ConfigError(f"config key evaluation.groundtruth: folder {ev['groundtruth']!r} does not exist")
+
+
+def ensure_demo(config: dict) -> None:
+    """Write the synthetic demo plate into ``demo.dir`` unless it is already complete there.
+
+    The demo writes its truth table last, so its presence marks a complete demo.
+    """
+    demo = config.get("demo", {})
+    if not demo.get("enabled"):
+        return
+    out = Path(demo["dir"])
+    if (out / "groundtruth" / "truth.csv").is_file():
+        return
+    from .synth import write_demo_run
+
+    log.warning("plateseg: writing the synthetic demo plate to %s", out)
+    write_demo_run(
+        out,
+        plate=demo["plate"],
+        rows=demo["rows"],
+        columns=tuple(demo["columns"]),
+        fields=demo["fields"],
+        shape=(demo["size"], demo["size"]),
+        seed=demo["seed"],
+    )
+
+
+def prepend_pythonpath(path) -> None:
+    """Put ``path`` first on ``PYTHONPATH`` of this process, so job subprocesses import from it."""
+    parts = [str(path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(path)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)

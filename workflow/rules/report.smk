@@ -1,0 +1,74 @@
+rule plate_summary:
+    """All wells of a plate in one table, one row per well."""
+    input:
+        plate_well_summaries,
+    output:
+        report(
+            "results/{plate}/plate_summary.csv",
+            caption="../report/plate_summary.rst",
+            category="Plate",
+        ),
+    params:
+        code=code_hash("plateseg.summarize", "plateseg.io"),
+    log:
+        "logs/{plate}/plate_summary.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plate_summary.py"
+
+
+rule plate_qc:
+    """Plate heat maps of nucleus counts and mean marker intensity per well."""
+    input:
+        "results/{plate}/plate_summary.csv",
+    output:
+        report(
+            "results/{plate}/qc/plate_counts.png",
+            caption="../report/plate_counts.rst",
+            category="QC",
+        ),
+    params:
+        channels=list(config["channels"]["names"].values()),
+        code=code_hash("plateseg.qc"),
+    log:
+        "logs/{plate}/plate_qc.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/plate_qc.py"
+
+
+rule evaluate:
+    """Score a label set of every well of a plate against the ground truth (DESIGN.md section 5 metrics)."""
+    input:
+        labels=plate_label_stores,
+        groundtruth=groundtruth_files,
+    output:
+        fields="results/{plate}/evaluation/{labelset}_fields.csv",
+        summary=report(
+            "results/{plate}/evaluation/{labelset}.csv",
+            caption="../report/evaluation.rst",
+            category="Evaluation",
+        ),
+    params:
+        groundtruth=groundtruth_table,
+        code=code_hash("plateseg.evaluate", "plateseg.metrics", "plateseg.ngff"),
+    log:
+        "logs/{plate}/evaluate_{labelset}.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/evaluate.py"

@@ -1,0 +1,14 @@
+"""Snakemake script (rule ingest): one well's raw TIFFs -> OME-Zarr well image."""
+from plateseg.ingest import ingest_well
+from plateseg.io import setup_logging
+
+setup_logging(snakemake.log[0])
+p = snakemake.params
+ingest_well(
+    [{"field": f, "channel": c, "path": path} for f, c, path in p.files],
+    dict(p.channels),
+    snakemake.output[0],
+    tile_size=p.tile_size,
+    pixel_size=p.pixel_size,
+    attrs={**p.metadata, "source_files": p.files},
+)
