@@ -34,11 +34,11 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
 
 def segment_classical(
     image: np.ndarray,
-    sigma: float = 1.5,
+    sigma: float = 1.0,
     background_size: int = 0,
-    threshold: str = "otsu",
+    threshold: str = "li",
     threshold_scale: float = 1.0,
-    min_distance: int = 5,
+    min_distance: int = 3,
     distance_sigma: float = 1.0,
     min_area: int = 30,
     max_area: int | None = None,

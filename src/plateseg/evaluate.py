@@ -45,5 +45,6 @@ def evaluate_stores(groundtruth, stores: dict, labelset: str) -> tuple[pd.DataFr
     per_image.insert(0, "Metadata_Field", [k[1] for k in keys])
     per_image.insert(0, "Metadata_Well", [k[0] for k in keys])
     per_image.insert(0, "labelset", labelset)
+    log.info("%s: mean DSB mAP %.3f, F1@0.5 %.3f over %d fields", labelset, summary["mean_dsb_map"], summary["mean_f1_50"], len(keys))
     summary = pd.DataFrame([{"labelset": labelset, "n_fields": len(keys), **summary}])
     return per_image, summary

@@ -1,6 +1,8 @@
 """Quality-control figures: plate heat maps of per-well summaries."""
 from __future__ import annotations
 
+import logging
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -11,6 +13,8 @@ import pandas as pd  # noqa: E402
 from .io import atomic_path  # noqa: E402
 
 __all__ = ["plate_grid", "plate_heatmaps"]
+
+log = logging.getLogger("plateseg.qc")
 
 
 def _row_index(row: str) -> int:
@@ -63,3 +67,4 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
+    log.info("wrote %s (%s)", out, ", ".join(c for c, _ in panels))

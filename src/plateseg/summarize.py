@@ -6,8 +6,12 @@ numeric object feature its mean, median and standard deviation over the well's n
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pandas as pd
+
+log = logging.getLogger("plateseg.summarize")
 
 __all__ = ["feature_columns", "summarize_well", "plate_summary"]
 
@@ -56,6 +60,7 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int) -> pd.D
     if "Ensemble_Source" in objects.columns:
         src = objects["Ensemble_Source"]
         row["Ensemble_FractionUNet"] = float((src == "unet").mean()) if len(src) else np.nan
+    log.info("%s: %d nuclei in %d field(s), %d features summarised", metadata, len(objects), n_fields, len(feats))
     return pd.DataFrame([row])
 
 
@@ -66,4 +71,5 @@ def plate_summary(well_rows: list[pd.DataFrame]) -> pd.DataFrame:
     if keys:
         df["_rowlen"] = df["Metadata_Row"].str.len() if "Metadata_Row" in df.columns else 0
         df = df.sort_values(["_rowlen", *keys] if "Metadata_Row" in df.columns else keys).drop(columns="_rowlen")
+    log.info("plate summary: %d wells, %d nuclei", len(df), int(df["Count_Nuclei"].sum()) if "Count_Nuclei" in df else 0)
     return df.reset_index(drop=True)
