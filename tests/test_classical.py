@@ -41,8 +41,8 @@ def test_background_subtraction_rescues_uneven_illumination():
     img, truth = _two_touching_disks((80, 200))
     img[:, 100:] -= 100
     ramp = np.linspace(0, 3000, 200)[None, :]  # a strong illumination gradient swamps a global threshold
-    assert segment_classical(img + ramp, sigma=1.0, min_distance=8).max() != 2
-    lab_flat = segment_classical(img + ramp, sigma=1.0, background_size=41, min_distance=8)
+    assert segment_classical(img + ramp, sigma=1.0, min_distance=8, threshold="otsu").max() != 2
+    lab_flat = segment_classical(img + ramp, sigma=1.0, background_size=41, min_distance=8, threshold="otsu")
     assert lab_flat.max() == 2
 
 

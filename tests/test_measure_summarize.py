@@ -54,8 +54,8 @@ def test_summarize_well_and_plate():
     assert row["StDev_Nuclei_AreaShape_Area"] == pytest.approx(np.std([10, 20, 60], ddof=1))
     empty = summarize_well(objects.iloc[:0], {**meta, "Metadata_Well": "A10", "Metadata_Row": "A", "Metadata_Column": 10}, n_fields=3)
     assert empty["Count_Nuclei"].iloc[0] == 0
-    wells = [summarize_well(objects, {**meta, "Metadata_Well": w, "Metadata_Row": w[0], "Metadata_Column": int(w[1:])}, 1)
-             for w in ("B10", "AA01", "B02")]
+    wells = [summarize_well(objects, {**meta, "Metadata_Well": w, "Metadata_Row": r, "Metadata_Column": c}, 1)
+             for w, r, c in (("B10", "B", 10), ("AA01", "AA", 1), ("B02", "B", 2))]
     plate = plate_summary(wells + [empty])
     assert plate["Metadata_Well"].tolist() == ["A10", "B02", "B10", "AA01"]
 

@@ -84,8 +84,7 @@ def segment_classical(
         raise ValueError(f"segment_classical expects a 2-D image, got shape {image.shape}")
     img = image.astype(np.float32, copy=False)
     if background_size and background_size > 0:
-        background = ndi.grey_opening(img, size=(int(background_size),) * 2, mode="nearest")
-        img = img - ndi.uniform_filter(background, size=int(background_size), mode="nearest")
+        img = img - ndi.grey_opening(img, size=(int(background_size),) * 2, mode="nearest")
     smooth = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
     if float(smooth.max()) == float(smooth.min()):
         return np.zeros(image.shape, dtype=np.uint32)
