@@ -1,3 +1,9 @@
+# tiny plate-level rules run on the submitting node, not as cluster jobs
+localrules:
+    plate_summary,
+    plate_qc,
+
+
 rule plate_summary:
     """All wells of a plate in one table, one row per well."""
     input:

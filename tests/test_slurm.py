@@ -1,0 +1,169 @@
+"""The demo plate through `--profile profiles/slurm` on a real single-node SLURM (tests/slurm/).
+
+.ci/run starts the cluster and sets PLATESEG_REQUIRE_SLURM=1, so there the test fails instead of
+skipping when SLURM is not usable. Locally it is skipped with the reason when no SLURM answers.
+"""
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import REPO, run_snakemake, tiny_config
+
+pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
+
+VENV_BIN = str(Path(sys.executable).parent)
+
+
+def _slurm_ready() -> str | None:
+    """None if a SLURM cluster with an idle node answers, else the reason why not."""
+    if shutil.which("sinfo") is None:
+        return "no SLURM here (sinfo not found); start one with tests/slurm/start_cluster.sh (root, Debian)"
+    try:
+        out = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=20)
+    except (subprocess.TimeoutExpired, OSError) as err:
+        return f"sinfo failed: {err}"
+    if out.returncode != 0 or not re.search(r"idle|mix|alloc", out.stdout):
+        return f"no usable SLURM node (sinfo: {out.stdout.strip() or out.stderr.strip()}); run tests/slurm/start_cluster.sh"
+    return None
+
+
+@pytest.fixture(scope="module")
+def slurm():
+    reason = _slurm_ready()
+    if reason:
+        if os.environ.get("PLATESEG_REQUIRE_SLURM") == "1":
+            pytest.fail(f"PLATESEG_REQUIRE_SLURM=1 but {reason}")
+        pytest.skip(reason)
+    partition = subprocess.run(["sinfo", "-h", "-o", "%R"], capture_output=True, text=True).stdout.split()[0]
+    return partition.rstrip("*")
+
+
+def _gpu_rules() -> list[str]:
+    """Rules the profile gives a GPU: the test cluster has none, so the test overrides them to gpu=0."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    return [rule for rule, res in profile.get("set-resources", {}).items() if res.get("gpu")]
+
+
+def run_on_slurm(workdir: Path, partition: str, *extra: str, check: bool = True):
+    overrides = [f"{rule}:gpu=0" for rule in _gpu_rules()]
+    overrides += [f"{rule}:slurm_partition={partition}" for rule in _gpu_rules()]
+    env_path = f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    os.environ["PATH"] = env_path  # jobs run with sbatch --export=ALL
+    return run_snakemake(
+        workdir,
+        "--profile", str(REPO / "profiles" / "slurm"),
+        "--default-resources", f"slurm_partition={partition}", "mem_mb=500", "runtime=30",
+        "--set-resources", *overrides,
+        "--slurm-status-command", "squeue",
+        "--slurm-init-seconds-before-status-checks", "1",
+        "--slurm-keep-successful-logs",
+        "--jobs", "2",
+        "--latency-wait", "5",
+        *extra,
+        check=check,
+    )
+
+
+def _submissions(workdir: Path) -> dict[str, list[str]]:
+    """SLURM job ids per log folder (rule_<rule> or group_<group>_...) of the executor plugin."""
+    out: dict[str, list[str]] = {}
+    root = workdir / ".snakemake" / "slurm_logs"
+    for log in root.rglob("*.log"):
+        top = log.relative_to(root).parts[0]
+        out.setdefault(top, []).append(log.stem)
+    return out
+
+
+def _planned(workdir: Path) -> list[tuple[str, str]]:
+    out = run_snakemake(workdir, "--dry-run").stdout
+    jobs = []
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if m and m.group(1) != "all":
+            w = re.search(r"well=(\w+)", block)
+            jobs.append((m.group(1), w.group(1) if w else ""))
+    return jobs
+
+
+def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    cluster, local = tmp_path / "cluster", tmp_path / "local"
+    for work in (cluster, local):
+        work.mkdir()
+        tiny_config(work, run)
+
+    planned = _planned(cluster)
+    local_rules = {"plate_summary", "plate_qc"}
+    grouped = {"segment_classical", "measure", "summarize_well"}
+    t0 = time.monotonic()
+    run_on_slurm(cluster, slurm)
+    t_cluster = time.monotonic() - t0
+
+    subs = _submissions(cluster)
+    job_ids = [j for ids in subs.values() for j in ids]
+    assert all(j.isdigit() for j in job_ids) and len(set(job_ids)) == len(job_ids)
+    # every non-local, non-grouped job was its own SLURM job
+    for rule in {r for r, _ in planned} - local_rules - grouped:
+        assert len(subs.get(f"rule_{rule}", [])) == sum(1 for r, _ in planned if r == rule), (rule, subs)
+    # the grouped post-processing of each well went out as one submission per well
+    wells = {w for r, w in planned if r in grouped}
+    group_logs = [ids for key, ids in subs.items() if key.startswith("group_wellpost")]
+    assert sum(len(ids) for ids in group_logs) == len(wells)
+    assert not any(key.startswith(("rule_plate_summary", "rule_plate_qc")) for key in subs)
+    n_without_grouping = sum(1 for r, _ in planned if r not in local_rules)
+    assert len(job_ids) < n_without_grouping
+    print(f"SLURM submissions: {len(job_ids)} with grouping, {n_without_grouping} without")
+
+    # the SLURM job ids are the ones SLURM knows about
+    known = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout.split()
+    assert set(job_ids) <= set(known)
+
+    t0 = time.monotonic()
+    run_snakemake(local)
+    print(f"wall time: SLURM run {t_cluster:.0f} s, local run {time.monotonic() - t0:.0f} s")
+    for csv in sorted((local / "results" / "DEMO" / "wells").glob("*.csv")) + [local / "results" / "DEMO" / "plate_summary.csv"]:
+        other = cluster / csv.relative_to(local)
+        pd.testing.assert_frame_equal(pd.read_csv(other), pd.read_csv(csv), check_exact=True)
+
+
+def test_failed_cluster_job_names_its_log_and_rerun_resubmits_only_missing(slurm, tmp_path, tiny_run):
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    work = tmp_path / "work"
+    work.mkdir()
+    tiny_config(work, run)
+    raw = run / "images" / "DEMO_A02_s1_w2.tif"
+    good = raw.read_bytes()
+    raw.write_bytes(b"this is not a tiff")  # breaks A02's ingest on the cluster
+
+    proc = run_on_slurm(work, slurm, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    failed_log = re.search(r"(\S*slurm_logs/rule_ingest/DEMO_A02/\d+\.log)", out)
+    assert failed_log, out[-3000:]
+    log_path = Path(failed_log.group(1))
+    log_path = log_path if log_path.is_absolute() else work / log_path
+    assert "DEMO_A02_s1_w2.tif" in log_path.read_text()  # the log names the broken file
+    assert (work / "results" / "DEMO" / "wells" / "A01.csv").is_file()  # the other well went on
+
+    raw.write_bytes(good)
+    planned = _planned(work)
+    assert {w for _, w in planned if w} == {"A02"}
+    assert "ingest" in {r for r, _ in planned}
+    shutil.rmtree(work / ".snakemake" / "slurm_logs")
+    run_on_slurm(work, slurm)
+    subs = _submissions(work)
+    assert len(subs.get("rule_ingest", [])) == 1
+    assert (work / "results" / "DEMO" / "wells" / "A02.csv").is_file()
