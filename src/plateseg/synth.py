@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import string
 from pathlib import Path
 
@@ -34,6 +33,8 @@ import numpy as np
 import pandas as pd
 import tifffile
 from scipy import ndimage
+
+from .io import atomic_path, write_table
 
 __all__ = ["synth_field", "write_demo_run", "write_training_set"]
 
@@ -367,28 +368,12 @@ def synth_field(
 
 
 def _write_tiff_atomic(path: Path, array: np.ndarray, pixel_size: float | None = None) -> None:
-    """Write a TIFF to a temporary name in the same folder, then rename it into place."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write a TIFF under a temporary name in the same folder, then move it into place."""
     kwargs = {}
     if pixel_size:
         kwargs = dict(resolution=(1e4 / pixel_size, 1e4 / pixel_size), resolutionunit="CENTIMETER")
-    try:
-        with open(tmp, "wb") as fh:
-            tifffile.imwrite(fh, array, photometric="minisblack", **kwargs)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def _write_csv_atomic(path: Path, table: pd.DataFrame) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        table.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        tifffile.imwrite(fh, array, photometric="minisblack", **kwargs)
 
 
 def _row_number(row: str) -> int:
@@ -507,7 +492,7 @@ def write_demo_run(
         records,
         columns=["plate", "well", "row", "column", "field", "n_nuclei", "density", "marker_level"],
     )
-    _write_csv_atomic(truth_path, truth)
+    write_table(truth, truth_path)
     logger.info("synth demo: %d fields, %d nuclei -> %s", len(truth), truth.n_nuclei.sum(), out)
     return truth
 
@@ -598,7 +583,7 @@ def write_training_set(out_dir, n_images=16, shape=(256, 256), seed=0) -> pd.Dat
             _write_tiff_atomic(mask_dir / f"{image_id}.tif", mask)
             records.append(dict(id=image_id, height=H, width=W, n_objects=int(mask.max()), group=g))
     index = pd.DataFrame.from_records(records, columns=["id", "height", "width", "n_objects", "group"])
-    _write_csv_atomic(index_path, index)
+    write_table(index, index_path)
     logger.info("synth train: %d images in %d groups, %d objects -> %s",
                 len(index), n_groups, index.n_objects.sum(), out)
     return index
