@@ -24,12 +24,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
-import os
-import random
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
@@ -40,6 +36,16 @@ from .normalize import apply_range, percentile_range
 from .targets import boundary_target, object_centres, render_heatmap, unet_weight_map
 from .tiling import Tile, predict_tiled
 from .watershed import instances_from_maps
+from .torchutil import (
+    affine_crop as _affine,
+    amp_dtype as _amp_dtype,
+    code_version,
+    load_model_file,
+    lr_factor as _lr_factor,
+    resolve_device as _device,
+    save_model_file,
+    seed_everything,
+)
 
 __all__ = [
     "HEADS",
@@ -64,7 +70,7 @@ LOG = logging.getLogger("plateseg.unet")
 HEADS = ("foreground", "boundary", "centre")
 CHECKPOINT_FORMAT = "plateseg-unet"
 CHECKPOINT_VERSION = 1
-CODE_MODULES = ("plateseg.unet", "plateseg.targets", "plateseg.normalize", "plateseg.tiling")
+CODE_MODULES = ("plateseg.unet", "plateseg.torchutil", "plateseg.targets", "plateseg.normalize", "plateseg.tiling")
 _CENTRE_BIAS = -2.19  # CenterNet: heatmap head starts at p = 0.1
 
 
@@ -300,15 +306,6 @@ def unet_loss(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor |
 
 # --------------------------------------------------------------------------- data
 
-def _affine(arr: np.ndarray, scale: float, origin: tuple[float, float], size: int,
-            order: int) -> np.ndarray:
-    """Resample ``arr`` (h, w): output pixel ``u`` reads source ``origin + (u + .5) / s - .5``."""
-    from scipy import ndimage as ndi
-
-    inv = 1.0 / scale
-    offset = (origin[0] + 0.5 * inv - 0.5, origin[1] + 0.5 * inv - 0.5)
-    return ndi.affine_transform(arr, (inv, inv), offset=offset, output_shape=(size, size),
-                                order=order, mode="constant", cval=0, prefilter=False)
 
 
 class TrainingSet(torch.utils.data.Dataset):
@@ -428,30 +425,12 @@ class TrainingSet(torch.utils.data.Dataset):
 
 # --------------------------------------------------------------------------- training
 
-def seed_everything(seed: int) -> None:
-    """Seed Python's, numpy's and torch's global generators (all devices)."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
-def _device(name: str | torch.device | None) -> torch.device:
-    if name is None or str(name) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
-def _amp_dtype(device: torch.device, amp: bool):
-    if device.type != "cuda" or not amp:
-        return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
-def _lr_factor(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    t = (step - warmup) / max(total - warmup, 1)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * min(t, 1.0)))
 
 
 def _iou_table(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
@@ -650,15 +629,6 @@ def _train(images, masks, p, log, val, on_epoch_end, device):
 
 # --------------------------------------------------------------------------- checkpoints
 
-def _code_version() -> str:
-    from . import __version__
-
-    try:
-        from .provenance import code_hash
-
-        return f"{__version__}+{code_hash(*CODE_MODULES)}"
-    except Exception:  # pragma: no cover - provenance is optional
-        return str(__version__)
 
 
 def checkpoint_meta(params=None, data_hash: str | None = None, history: list | None = None,
@@ -692,7 +662,7 @@ def checkpoint_meta(params=None, data_hash: str | None = None, history: list | N
                           "p_high": float(p.p_high), "per": "image and channel"},
         "pixel_size": None if p.pixel_size is None else float(p.pixel_size),
         "data_hash": data_hash,
-        "code_version": _code_version(),
+        "code_version": code_version(CODE_MODULES),
         "targets": {"boundary_width": p.boundary_width, "heatmap_sigma": p.heatmap_sigma,
                     "heatmap_sigma_relative": p.heatmap_sigma_relative},
         "params": {k: (list(v) if isinstance(v, tuple) else v)
@@ -715,30 +685,7 @@ def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
     :func:`os.replace`, so a killed job never leaves a truncated checkpoint. Weights are stored
     on CPU, contiguous (channels_last is a runtime layout, not part of the model).
     """
-    missing = [k for k in _REQUIRED if k not in meta]
-    if missing:
-        raise ValueError(f"checkpoint meta lacks {missing}; build it with checkpoint_meta()")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
-    payload = dict(meta)
-    payload.setdefault("format", CHECKPOINT_FORMAT)
-    payload.setdefault("format_version", CHECKPOINT_VERSION)
-    payload["state_dict"] = state
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    save_model_file(path, model, meta, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _REQUIRED)
 
 
 def load_checkpoint(path, device=None):
@@ -757,18 +704,7 @@ def load_checkpoint(path, device=None):
     meta : dict
         The stored metadata (everything but the weights).
     """
-    device = _device(device)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a {CHECKPOINT_FORMAT} checkpoint")
-    if int(payload.get("format_version", 0)) > CHECKPOINT_VERSION:
-        raise ValueError(f"{path} has format version {payload['format_version']}, newer than "
-                         f"this code ({CHECKPOINT_VERSION})")
-    state = payload.pop("state_dict")
-    model = _model_from_arch(payload["arch"])
-    model.load_state_dict(state, strict=True)
-    model.to(device).eval()
-    return model, payload
+    return load_model_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _model_from_arch, device)
 
 
 # --------------------------------------------------------------------------- inference
