@@ -433,24 +433,13 @@ class TrainingSet(torch.utils.data.Dataset):
 
 
 
-def _iou_table(gt: np.ndarray, pred: np.ndarray) -> np.ndarray:
-    """IoU matrix (n_gt, n_pred) of two label images (labels must be sequential)."""
-    g, pr = gt.ravel().astype(np.int64), pred.ravel().astype(np.int64)
-    ng, npred = int(g.max()), int(pr.max())
-    cont = np.bincount(g * (npred + 1) + pr, minlength=(ng + 1) * (npred + 1))
-    cont = cont.reshape(ng + 1, npred + 1)
-    inter = cont[1:, 1:].astype(np.float64)
-    union = cont[1:, :].sum(1)[:, None] + cont[:, 1:].sum(0)[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1), 0.0)
-
-
 def evaluate_maps(maps: np.ndarray, labels: np.ndarray, mode: str = "boundary") -> dict:
     """Monitoring metrics of one image's maps against its labels (not the benchmark metrics).
 
     Returns foreground Dice (threshold 0.5) and, for instances from
     :func:`~plateseg.watershed.instances_from_maps`, F1 at IoU 0.5 and the DSB-style mean over
-    IoU thresholds 0.5:0.05:0.95 of TP / (TP + FP + FN) (matches need IoU > 0.5, so they are
-    one-to-one). Also the raw counts so that callers can pool over images.
+    IoU thresholds 0.5:0.05:0.95 of TP / (TP + FP + FN), both by :mod:`plateseg.metrics` with the
+    Kaggle rule (a match needs IoU > t). Also the raw counts so that callers can pool over images.
 
     Examples
     --------
@@ -460,7 +449,7 @@ def evaluate_maps(maps: np.ndarray, labels: np.ndarray, mode: str = "boundary") 
     >>> r["dice"], r["f1_50"], r["ap"]
     (1.0, 1.0, 1.0)
     """
-    from skimage.segmentation import relabel_sequential
+    from .metrics import dsb_map, matching
 
     fg_p = np.asarray(maps[0]) >= 0.5
     fg_t = np.asarray(labels) > 0
@@ -468,19 +457,10 @@ def evaluate_maps(maps: np.ndarray, labels: np.ndarray, mode: str = "boundary") 
     inter = float((fg_p & fg_t).sum())
     dice = 1.0 if denom == 0 else 2.0 * inter / float(denom)
     pred = instances_from_maps(maps, mode=mode)
-    gt = relabel_sequential(np.asarray(labels).astype(np.int64))[0]
-    iou = _iou_table(gt, pred)
-    ng, npred = iou.shape
-    best = iou[:, :].max(axis=1) if npred and ng else np.zeros(ng)
-    best = np.where(best > 0.5, best, 0.0)
-    aps = []
-    tp50 = int((best > 0.5).sum())
-    for t in np.arange(0.5, 1.0, 0.05):
-        tp = int((best >= t).sum()) if t > 0.5 else tp50
-        denom_t = ng + npred - tp
-        aps.append(1.0 if denom_t == 0 else tp / denom_t)
+    m = matching(labels, pred, thresh=0.5, tie="gt")
+    ng, npred, tp50 = m["n_true"], m["n_pred"], m["tp"]
     f1 = 1.0 if ng + npred == 0 else 2.0 * tp50 / (ng + npred)
-    return {"dice": dice, "f1_50": f1, "ap": float(np.mean(aps)), "inter": inter,
+    return {"dice": dice, "f1_50": f1, "ap": dsb_map(labels, pred, tie="gt"), "inter": inter,
             "fg_sum": float(denom), "tp50": tp50, "n_gt": ng, "n_pred": npred}
 
 
