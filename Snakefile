@@ -12,6 +12,7 @@ validate(config, "workflow/schemas/config.schema.yaml")
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
+include: "workflow/rules/train.smk"
 include: "workflow/rules/segment.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"

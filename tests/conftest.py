@@ -17,14 +17,34 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+# a tiny U-Net trained for seconds on a few small synthetic images (plumbing, not accuracy)
+TINY_UNET = {
+    "training.synthetic.n_images": 6,
+    "training.synthetic.size": 128,
+    "training.folds": 2,
+    "unet.encoder_depth": 3,
+    "unet.decoder_channels": [16, 8, 8],
+    "unet.crop_size": 64,
+    "unet.batch_size": 8,
+    "unet.samples_per_epoch": 64,
+    "unet.epochs": 10,
+    "unet.lr": 0.005,
+    "unet.warmup_steps": 2,
+    "unet.val_every": 5,
+}
+
+
 def tiny_config(workdir: Path, run_dir: Path, **overrides) -> Path:
-    """Write a config for a tiny plate at workdir/config.yaml (repository defaults + overrides)."""
+    """Write a config for a tiny plate at workdir/config.yaml (repository defaults, a tiny U-Net, overrides).
+
+    Paths are relative to ``workdir``, so a copy of ``workdir`` and ``run_dir`` side by side is the same run.
+    """
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["demo"]["enabled"] = False
-    config["input"]["dir"] = str(run_dir / "images")
-    config["evaluation"]["groundtruth"] = str(run_dir / "groundtruth")
+    config["input"]["dir"] = os.path.relpath(run_dir / "images", workdir)
+    config["evaluation"]["groundtruth"] = os.path.relpath(run_dir / "groundtruth", workdir)
     config["tiling"]["tile_size"] = 128
-    for key, value in overrides.items():
+    for key, value in {**TINY_UNET, **overrides}.items():
         node = config
         *path, last = key.split(".")
         for k in path:
@@ -61,12 +81,20 @@ def tiny_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def trained_plate(tmp_path_factory, tiny_run) -> Path:
+    """The tiny run after one complete workflow run (``run/`` and ``work/`` side by side), made once."""
+    base = tmp_path_factory.mktemp("trained_plate")
+    shutil.copytree(tiny_run, base / "run")
+    (base / "work").mkdir()
+    tiny_config(base / "work", base / "run")
+    run_snakemake(base / "work")
+    return base
+
+
 @pytest.fixture
-def plate_workdir(tmp_path, tiny_run) -> Path:
-    """A fresh working directory with a private copy of the tiny run and its config."""
-    run = tmp_path / "run"
-    shutil.copytree(tiny_run, run)
-    work = tmp_path / "work"
-    work.mkdir()
-    tiny_config(work, run)
-    return work
+def plate_workdir(tmp_path, trained_plate) -> Path:
+    """A private copy of the tiny run, its config and the results of a complete workflow run (times kept)."""
+    shutil.copytree(trained_plate / "run", tmp_path / "run")
+    shutil.copytree(trained_plate / "work", tmp_path / "work", symlinks=True)
+    return tmp_path / "work"

@@ -1,8 +1,13 @@
 """Workflow tests: real snakemake runs on a tiny synthetic plate.
 
 They check what a user relies on: outputs and their contents, that an immediate rerun has nothing
-to do, that a changed segmentation parameter reruns segmentation and what follows but not ingest,
-that a new well is processed alone (plus the plate-level tables), and clear errors for bad input.
+to do, that a changed parameter reruns its step and what follows but nothing before it (a watershed
+parameter never reruns U-Net training or inference; a classical parameter only the classical
+labels), that a new well is processed alone (plus the plate-level tables, no training), that a killed
+U-Net inference resumes, pretrained checkpoints and cross-validation, and clear errors for bad input.
+
+The complete run of the tiny plate (with a tiny U-Net trained for seconds) is made once per session
+(``trained_plate``); each test works on a private copy (``plate_workdir``).
 """
 from __future__ import annotations
 
@@ -18,63 +23,105 @@ from conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-WELL_RULES = {"ingest", "segment_classical", "measure", "summarize_well"}
+WELL_RULES = {"ingest", "segment_classical", "infer_unet", "watershed", "measure", "summarize_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
+TRAINING_RULES = {"synth_training", "folds", "train_unet", "cross_validate_unet"}
 
 
-def planned_jobs(workdir) -> Counter:
-    """(rule, well or '') of every job a dry run would execute."""
-    out = run_snakemake(workdir, "--dry-run").stdout
+def planned_jobs(workdir, *targets) -> Counter:
+    """(rule, well or label set or fold or '') of every job a dry run would execute."""
+    out = run_snakemake(workdir, "--dry-run", *targets).stdout
     jobs = Counter()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue
-        w = re.search(r"well=(\w+)", block)
+        w = re.search(r"(?:well|labelset|fold)=(\w+)", block)
         jobs[(m.group(1), w.group(1) if w else "")] += 1
     return jobs
 
 
+def edit_config(workdir, **changes):
+    """Set config keys given as section__key=value (one level of nesting)."""
+    config = yaml.safe_load((workdir / "config.yaml").read_text())
+    for key, value in changes.items():
+        section, name = key.split("__")
+        config[section][name] = value
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+
+
+def mtime(path):
+    return path.stat().st_mtime_ns
+
+
 def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     work = plate_workdir
-    run_snakemake(work)
+    res = work / "results" / "DEMO"
 
-    # per-well CSVs and plate summary, with counts close to the synthetic truth
+    # per-well CSVs and plate summary, with counts near the synthetic truth (a tiny U-Net trained for seconds)
     truth = pd.read_csv(work.parent / "run" / "groundtruth" / "truth.csv")
-    summary = pd.read_csv(work / "results" / "DEMO" / "plate_summary.csv")
+    summary = pd.read_csv(res / "plate_summary.csv")
     assert list(summary["Metadata_Well"]) == ["A01", "A02"]
     for well, n_true in truth.groupby("well")["n_nuclei"].sum().items():
-        well_csv = pd.read_csv(work / "results" / "DEMO" / "wells" / f"{well}.csv")
+        well_csv = pd.read_csv(res / "wells" / f"{well}.csv")
         n = int(well_csv["Count_Nuclei"].iloc[0])
         assert n == int(summary.set_index("Metadata_Well").loc[well, "Count_Nuclei"])
-        assert abs(n - n_true) <= max(2, 0.1 * n_true), (well, n, n_true)
+        assert abs(n - n_true) <= max(2, 0.25 * n_true), (well, n, n_true)
     assert summary["Count_Nuclei"].iloc[1] > summary["Count_Nuclei"].iloc[0]  # density rises by column
 
-    objects = pd.read_parquet(work / "results" / "DEMO" / "A01" / "objects.parquet")
+    objects = pd.read_parquet(res / "A01" / "objects.parquet")
     for col in ["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber", "Location_Center_X",
                 "AreaShape_Area", "Intensity_MeanIntensity_DNA", "Intensity_MeanIntensity_Marker", "Ensemble_Source"]:
         assert col in objects.columns, col
+    assert set(objects["Ensemble_Source"]) == {"unet"}
     assert len(objects) == summary.set_index("Metadata_Well").loc["A01", "Count_Nuclei"]
 
-    ev = pd.read_csv(work / "results" / "DEMO" / "evaluation" / "classical.csv")
-    assert ev["n_fields"].iloc[0] == 2 and 0.3 < ev["mean_dsb_map"].iloc[0] <= 1.0 and ev["total_n_true"].iloc[0] > 10
-    assert (work / "results" / "DEMO" / "qc" / "plate_counts.png").stat().st_size > 1000
+    # U-Net maps (NGFF-like well store) and their instances
+    from plateseg.ngff import channel_names, list_fields, open_field, read_labels
+
+    assert list_fields(res / "A01" / "unet.zarr") == [1]
+    assert channel_names(res / "A01" / "unet.zarr") == ["foreground", "boundary", "centre"]
+    assert open_field(res / "A01" / "unet.zarr", 1).shape == (3, 256, 256)
+    assert not (res / "A01" / "unet.zarr.partial").exists()
+    assert read_labels(res / "A01" / "unet_labels.zarr", 1).max() == len(objects)
+
+    # both label sets are evaluated: the final one (unet) and the classical baseline
+    for labelset in ("unet", "classical"):
+        ev = pd.read_csv(res / "evaluation" / f"{labelset}.csv")
+        assert ev["labelset"].iloc[0] == labelset
+        assert ev["n_fields"].iloc[0] == 2 and 0.2 < ev["mean_dsb_map"].iloc[0] <= 1.0 and ev["total_n_true"].iloc[0] > 10
+    classical = pd.read_csv(res / "evaluation" / "classical.csv").iloc[0]
+    assert abs(classical["total_n_pred"] - classical["total_n_true"]) <= 0.1 * classical["total_n_true"]
+    assert (res / "qc" / "plate_counts.png").stat().st_size > 1000
     for log in (work / "logs" / "DEMO" / "A01").iterdir():
         assert log.stat().st_size > 0, log  # every rule wrote its log
+    train_log = (work / "logs" / "training" / "train_unet_all.log").read_text()
+    assert "epoch 1/10" in train_log and "epoch 10/10" in train_log
+    assert "tile 4/4 written" in (work / "logs" / "DEMO" / "A01" / "infer_unet.log").read_text()
 
     # an immediate second run has nothing to do
     assert planned_jobs(work) == Counter()
 
-    # a changed segmentation parameter reruns segmentation and everything after it, never ingest
-    config = yaml.safe_load((work / "config.yaml").read_text())
-    config["segmentation"]["classical"]["sigma"] = 2.0
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    # a changed watershed parameter reruns watershed and everything after it, never U-Net training or inference
+    model, maps = work / "results" / "models" / "unet" / "all.pt", res / "A01" / "unet.zarr" / "zarr.json"
+    before = {model: mtime(model), maps: mtime(maps)}
+    edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"segment_classical", "measure", "summarize_well"} | PLATE_RULES
-    assert jobs[("segment_classical", "A01")] == 1 and jobs[("segment_classical", "A02")] == 1
-    ingest_mtime = (work / "results" / "DEMO" / "A01" / "image.zarr" / "zarr.json").stat().st_mtime_ns
+    assert {rule for rule, _ in jobs} == {"watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
+    assert jobs[("evaluate", "unet")] == 1 and ("evaluate", "classical") not in jobs
     run_snakemake(work)
-    assert (work / "results" / "DEMO" / "A01" / "image.zarr" / "zarr.json").stat().st_mtime_ns == ingest_mtime
+    assert {p: mtime(p) for p in before} == before
+    assert planned_jobs(work) == Counter()
+
+    # a changed classical parameter reruns only the classical labels and their evaluation
+    edit_config(work, segmentation__classical={**yaml.safe_load((work / "config.yaml").read_text())["segmentation"]["classical"], "sigma": 2.0})
+    jobs = planned_jobs(work)
+    assert set(jobs) == {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical")}, jobs
+    ingest_mtime = mtime(res / "A01" / "image.zarr" / "zarr.json")
+    run_snakemake(work)
+    assert mtime(res / "A01" / "image.zarr" / "zarr.json") == ingest_mtime
+    assert {p: mtime(p) for p in before} == before
     assert planned_jobs(work) == Counter()
 
 
@@ -82,7 +129,6 @@ def test_new_well_processes_only_that_well(plate_workdir, tmp_path):
     from plateseg.synth import write_demo_run
 
     work = plate_workdir
-    run_snakemake(work)
     extra = tmp_path / "extra"
     write_demo_run(extra, plate="DEMO", rows="A", columns=(3,), fields=1, shape=(256, 256), seed=3)
     run = work.parent / "run"
@@ -91,10 +137,82 @@ def test_new_well_processes_only_that_well(plate_workdir, tmp_path):
             shutil.copy(f, run / sub / f.name)
     jobs = planned_jobs(work)
     assert {w for (rule, w) in jobs if rule in WELL_RULES} == {"A03"}
-    assert {rule for rule, _ in jobs} == WELL_RULES | PLATE_RULES
+    assert {rule for rule, _ in jobs} == WELL_RULES | PLATE_RULES  # no training
     run_snakemake(work)
     summary = pd.read_csv(work / "results" / "DEMO" / "plate_summary.csv")
     assert list(summary["Metadata_Well"]) == ["A01", "A02", "A03"]
+
+
+def test_killed_inference_resumes_in_the_next_run(plate_workdir):
+    """A partial maps store left by a killed infer_unet job is resumed by the next snakemake run."""
+    from plateseg.inference import infer_well_maps, partial_path, read_progress
+    from plateseg.ngff import open_field
+
+    work = plate_workdir
+    well = work / "results" / "DEMO" / "A01"
+    reference = open_field(well / "unet.zarr", 1)[...]
+    # as if the well's infer_unet job had been killed: no maps, nothing made from them
+    for out in ("unet.zarr", "unet_labels.zarr"):
+        shutil.rmtree(well / out)
+    (well / "objects.parquet").unlink()
+    (work / "results" / "DEMO" / "wells" / "A01.csv").unlink()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_first_tile(field, tile):
+        raise Killed
+
+    with pytest.raises(Killed):  # what the rule does (same settings), killed after the first tile
+        infer_well_maps(well / "image.zarr", work / "results" / "models" / "unet" / "all.pt", well / "unet.zarr",
+                        channels=[0], tile_size=128, halo=32, batch_size=4, device="cpu",
+                        on_tile_written=kill_after_first_tile)
+    assert read_progress(partial_path(well / "unet.zarr"))["next_tile"] == {"1": 1}
+    jobs = planned_jobs(work)
+    assert jobs[("infer_unet", "A01")] == 1 and not {r for r, _ in jobs} & TRAINING_RULES, jobs
+    run_snakemake(work)
+    log = (work / "logs" / "DEMO" / "A01" / "infer_unet.log").read_text()
+    assert "resuming at tile 1" in log and "tile 1/4 written" not in log and "tile 4/4 written" in log
+    assert (open_field(well / "unet.zarr", 1)[...] == reference).all()
+    assert not partial_path(well / "unet.zarr").exists()
+
+
+def test_pretrained_checkpoint_replaces_training(plate_workdir):
+    work = plate_workdir
+    (work / "models").mkdir()
+    shutil.copy(work / "results" / "models" / "unet" / "all.pt", work / "models" / "nuclei_unet.pt")
+    edit_config(work, models__source="pretrained", models__unet="models/nuclei_unet.pt")
+    shutil.rmtree(work / "results" / "models")
+    jobs = planned_jobs(work)
+    assert {rule for rule, _ in jobs} == {"infer_unet", "watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert ("evaluate", "classical") not in jobs
+
+    edit_config(work, models__unet="models/missing.pt")
+    proc = run_snakemake(work, "--dry-run", check=False)
+    assert proc.returncode != 0 and "models.unet" in proc.stdout + proc.stderr
+
+
+def test_cross_validation_trains_fold_models(plate_workdir):
+    work = plate_workdir
+    model = work / "results" / "models" / "unet" / "all.pt"
+    before = mtime(model)
+    jobs = planned_jobs(work, "cross_validate_unet")
+    assert set(jobs) == {("folds", ""), ("train_unet", "0"), ("train_unet", "1"), ("cross_validate_unet", "")}, jobs
+    run_snakemake(work, "cross_validate_unet")
+    assert mtime(model) == before
+
+    folds = pd.read_csv(work / "results" / "training" / "folds.csv")
+    assert set(folds["fold"]) == {0, 1} and folds.groupby("group")["fold"].nunique().max() == 1
+    cv = pd.read_csv(work / "results" / "models" / "unet" / "cv_metrics.csv", dtype={"fold": str})
+    assert list(cv["fold"]) == ["0", "1", "mean"]
+    assert (cv["n_train"] + cv["n_val"] == 6).all() and cv["mean_dsb_map"].between(0, 1).all()
+    assert "val dice" in (work / "logs" / "training" / "train_unet_0.log").read_text()
+
+    import torch
+
+    meta = torch.load(work / "results" / "models" / "unet" / "0.pt", weights_only=True)
+    held_out = set(folds.loc[folds["fold"] == 0, "id"])
+    assert set(meta["val_ids"]) == held_out and not held_out & set(meta["train_ids"]) and meta["fold"] == "0"
 
 
 def test_bad_config_names_the_key(plate_workdir):
@@ -111,6 +229,13 @@ def test_bad_config_names_the_key(plate_workdir):
     proc = run_snakemake(plate_workdir, "--dry-run", check=False)
     assert proc.returncode != 0
     assert "tile_size" in proc.stdout + proc.stderr
+
+    config["tiling"]["tile_size"] = 128
+    config["unet"]["crop_size"] = 100
+    (plate_workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = run_snakemake(plate_workdir, "--dry-run", check=False)
+    assert proc.returncode != 0
+    assert "unet.crop_size" in proc.stdout + proc.stderr
 
 
 def test_unmatched_files_are_reported(plate_workdir):

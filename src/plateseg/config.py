@@ -50,6 +50,39 @@ def check_config(config: dict) -> None:
     ev = config.get("evaluation", {})
     if ev.get("groundtruth") and not demo.get("enabled") and not Path(ev["groundtruth"]).is_dir():
         raise ConfigError(f"config key evaluation.groundtruth: folder {ev['groundtruth']!r} does not exist")
+    if config.get("segmentation", {}).get("method") == "unet":
+        _check_unet(config)
+
+
+def _check_unet(config: dict) -> None:
+    """Checks of the U-Net keys (only when the U-Net is used)."""
+    models = config.get("models", {})
+    if models.get("source") == "pretrained":
+        ckpt = models.get("unet")
+        if not ckpt or not Path(ckpt).is_file():
+            raise ConfigError(f"config key models.unet: models.source 'pretrained' needs an existing U-Net checkpoint file, got {ckpt!r}")
+    else:
+        folder = config.get("training", {}).get("annotations")
+        if folder and not ((Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()):
+            raise ConfigError(
+                f"config key training.annotations: {folder!r} is not a folder with images/ and masks/ (dsb2018 layout)"
+            )
+        unet = config.get("unet", {})
+        depth = unet.get("encoder_depth", 4)
+        if len(unet.get("decoder_channels", [0] * depth)) != depth:
+            raise ConfigError(
+                f"config key unet.decoder_channels: needs one entry per unet.encoder_depth ({depth}), "
+                f"got {unet['decoder_channels']}"
+            )
+        if unet.get("crop_size", 2**depth) % 2**depth:
+            raise ConfigError(f"config key unet.crop_size: must be a multiple of 2 ** unet.encoder_depth ({2**depth}), got {unet['crop_size']}")
+        if unet.get("p_low", 1.0) >= unet.get("p_high", 99.8):
+            raise ConfigError("config key unet.p_low: must be smaller than unet.p_high")
+    if config.get("watershed", {}).get("markers") == "points":
+        raise ConfigError(
+            "config key watershed.markers: 'points' (Mask R-CNN centroids) needs the Mask R-CNN engine, "
+            "which this version does not have yet; use centre or boundary"
+        )
 
 
 def ensure_demo(config: dict) -> None:

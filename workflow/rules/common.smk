@@ -1,14 +1,21 @@
 # Shared set-up: the manifest (parsed when the Snakefile loads), wildcard constraints,
 # input functions and resource functions used by the rules.
+import os
 import re
 from pathlib import Path
 
 from plateseg.config import check_config, ensure_demo, prepend_pythonpath
 from plateseg.manifest import build_manifest, check_complete
-from plateseg.provenance import code_hash
+from plateseg.provenance import code_hash, declared_modules
+
+# modules of the U-Net engine (plateseg.unet.CODE_MODULES, read without importing torch)
+UNET_MODULES = declared_modules("plateseg.unet")
 
 # rule scripts import the plateseg library of this checkout, also inside --use-conda environments
 prepend_pythonpath(Path(workflow.basedir) / "src")
+# idle OpenMP threads of the jobs sleep instead of spinning: on a machine shared with other processes, torch
+# with spinning threads runs many times slower (set OMP_WAIT_POLICY in the environment to override)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 check_config(config)
 ensure_demo(config)
 
@@ -36,14 +43,16 @@ if MANIFEST.empty:
 PLATES = sorted(MANIFEST["plate"].unique())
 WELLS = {p: sorted(MANIFEST.loc[MANIFEST["plate"] == p, "well"].unique()) for p in PLATES}
 ALL_WELLS = sorted({w for ws in WELLS.values() for w in ws})
-# label sets a well can have; the configured method's set is the final one
-LABELSETS = {"classical": "classical"}
+# label sets a well can have (method -> label store name); the configured method's set is the final one
+LABELSETS = {"classical": "classical", "unet": "unet_labels"}
+FOLDS = [str(k) for k in range(config["training"]["folds"])]
 
 
 wildcard_constraints:
     plate="|".join(re.escape(p) for p in PLATES),
     well="|".join(ALL_WELLS),
-    labelset="|".join(LABELSETS.values()),
+    labelset="|".join(LABELSETS),
+    fold="all|[0-9]+",
 
 
 def _well_rows(wildcards):
@@ -73,8 +82,18 @@ def well_metadata(wildcards):
     }
 
 
+def canonical(value):
+    """``value`` with every dict's keys sorted: params compare by repr, so the order of config keys must not
+    trigger reruns."""
+    if isinstance(value, dict):
+        return {k: canonical(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    return value
+
+
 def final_labels(wildcards):
-    """The label store that the configured segmentation method produces for a well."""
+    """The label store that the configured segmentation method produces for a well (LABELSETS)."""
     labelset = LABELSETS[config["segmentation"]["method"]]
     return f"results/{wildcards.plate}/{wildcards.well}/{labelset}.zarr"
 
@@ -84,7 +103,76 @@ def plate_well_summaries(wildcards):
 
 
 def plate_label_stores(wildcards):
-    return [f"results/{wildcards.plate}/{w}/{wildcards.labelset}.zarr" for w in WELLS[wildcards.plate]]
+    """Label stores of every well of the plate for one label set (a segmentation method)."""
+    store = LABELSETS[wildcards.labelset]
+    return [f"results/{wildcards.plate}/{w}/{store}.zarr" for w in WELLS[wildcards.plate]]
+
+
+def evaluated_labelsets():
+    """Label sets scored against the ground truth: the final method's and the classical baseline (cheap)."""
+    return sorted({"classical", config["segmentation"]["method"]})
+
+
+# ---- U-Net: training data, models, settings ---------------------------------------------------
+
+
+def training_annotations():
+    """The annotated folder the models are trained on: the user's, or the synthetic set a rule writes."""
+    return config["training"]["annotations"] or "results/training/synthetic"
+
+
+def training_annotation_files(wildcards):
+    """Input files of the training data: every file of a user's folder (so edits rerun training), or the
+    synthetic folder (a rule output)."""
+    folder = config["training"]["annotations"]
+    if not folder:
+        return [training_annotations()]
+    files = [Path(folder) / "index.csv"] if (Path(folder) / "index.csv").is_file() else []
+    for sub in ("images", "masks"):
+        files += sorted(p for p in (Path(folder) / sub).iterdir() if p.is_file() and not p.name.startswith("."))
+    return [str(p) for p in files]
+
+
+def train_unet_inputs(wildcards):
+    """Training data, plus the fold table for a fold model (the model on all data does not need it)."""
+    inputs = {"annotations": training_annotation_files(wildcards)}
+    if wildcards.fold != "all":
+        inputs["folds"] = "results/training/folds.csv"
+    return inputs
+
+
+def unet_train_params(wildcards):
+    """plateseg.unet.UNetParams of a training run: config unet.* plus seed and pixel size. Fold models are
+    validated on their held-out fold every unet.val_every epochs; the model on all data has no validation
+    (so unet.val_every does not retrain it)."""
+    params = {k: v for k, v in config["unet"].items() if k != "val_every"}
+    params.update(channels=[0], seed=config["training"]["seed"], pixel_size=config["training"]["pixel_size"])
+    if wildcards.fold != "all":
+        params.update(val_every=config["unet"]["val_every"])
+    return canonical(params)
+
+
+def unet_checkpoint(wildcards=None):
+    """The U-Net checkpoint that inference uses: trained on all data, or the configured pretrained file."""
+    if config["models"]["source"] == "pretrained":
+        return config["models"]["unet"]
+    return "results/models/unet/all.pt"
+
+
+def cross_validation_inputs(wildcards):
+    """Every fold model, the fold table and the training data (cross_validate_unet)."""
+    return {
+        "models": [f"results/models/unet/{k}.pt" for k in FOLDS],
+        "folds": "results/training/folds.csv",
+        "annotations": training_annotation_files(wildcards),
+    }
+
+
+def watershed_settings():
+    """Keyword arguments of plateseg.watershed.instances_from_maps from config watershed.*."""
+    ws = dict(config["watershed"])
+    ws["mode"] = ws.pop("markers")
+    return canonical(ws)
 
 
 def groundtruth_table(wildcards):
@@ -115,7 +203,7 @@ def final_outputs():
         out += [f"results/{p}/wells/{w}.csv" for w in WELLS[p]]
         out += [f"results/{p}/plate_summary.csv", f"results/{p}/qc/plate_counts.png"]
         if config["evaluation"]["groundtruth"]:
-            out.append(f"results/{p}/evaluation/{LABELSETS[config['segmentation']['method']]}.csv")
+            out += [f"results/{p}/evaluation/{labelset}.csv" for labelset in evaluated_labelsets()]
     return out
 
 
@@ -129,3 +217,5 @@ def mem_mb(base):
 
 
 CONDA_ENV = "../../envs/plateseg.yaml"
+# runtime device of the U-Net rules (not a science setting): PLATESEG_DEVICE=auto|cpu|cuda|cuda:N in the
+# environment of the jobs, default auto (CUDA when present, else CPU)

@@ -6,7 +6,7 @@ rule segment_classical:
         directory("results/{plate}/{well}/classical.zarr"),
     params:
         channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
-        settings=config["segmentation"]["classical"],
+        settings=canonical(config["segmentation"]["classical"]),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
         code=code_hash("plateseg.classical", "plateseg.ngff", "plateseg.io"),
@@ -20,3 +20,54 @@ rule segment_classical:
         CONDA_ENV
     script:
         "../scripts/segment_classical.py"
+
+
+rule infer_unet:
+    """U-Net maps (foreground, boundary, centre) of every field of a well, tile by tile with a halo, blended
+    with a smooth window; a killed job resumes at its first unwritten tile (partial store unet.zarr.partial)."""
+    input:
+        image="results/{plate}/{well}/image.zarr",
+        model=unet_checkpoint,
+    output:
+        directory("results/{plate}/{well}/unet.zarr"),
+    params:
+        channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
+        tile_size=config["tiling"]["tile_size"],
+        halo=config["tiling"]["halo"],
+        batch_size=config["inference"]["batch_size"],
+        pixel_size=config["pixel_size"],
+        code=code_hash(*UNET_MODULES, "plateseg.inference", "plateseg.ngff", "plateseg.io"),
+    log:
+        "logs/{plate}/{well}/infer_unet.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(3000),
+        runtime=60,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/infer_unet.py"
+
+
+rule watershed:
+    """Instances from the U-Net maps of a well by marker-controlled watershed (markers from config)."""
+    input:
+        maps="results/{plate}/{well}/unet.zarr",
+    output:
+        directory("results/{plate}/{well}/unet_labels.zarr"),
+    params:
+        settings=watershed_settings(),
+        tile_size=config["tiling"]["tile_size"],
+        pixel_size=config["pixel_size"],
+        code=code_hash("plateseg.watershed", "plateseg.ngff", "plateseg.io"),
+    log:
+        "logs/{plate}/{well}/watershed.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/watershed.py"

@@ -1,0 +1,53 @@
+"""Config checks of the U-Net keys (plateseg.config.check_config) and the module list behind its rerun trigger."""
+import pytest
+
+from plateseg.config import ConfigError, check_config
+from plateseg.provenance import declared_modules
+
+
+def _config(tmp_path, **sections):
+    cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
+           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None},
+           "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None},
+           "training": {"annotations": None},
+           "unet": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16], "crop_size": 128, "p_low": 1.0, "p_high": 99.8},
+           "watershed": {"markers": "centre"}}
+    for key, value in sections.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return cfg
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"models__source": "pretrained"}, "models.unet"),
+    ({"models__source": "pretrained", "models__unet": "/no/model.pt"}, "models.unet"),
+    ({"training__annotations": "/no/annotations"}, "training.annotations"),
+    ({"unet__decoder_channels": [64, 32, 16]}, "unet.decoder_channels"),
+    ({"unet__crop_size": 100}, "unet.crop_size"),
+    ({"unet__p_low": 99.9}, "unet.p_low"),
+    ({"watershed__markers": "points"}, "watershed.markers"),
+])
+def test_unet_keys_are_checked(tmp_path, change, key):
+    check_config(_config(tmp_path))
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        check_config(_config(tmp_path, **change))
+
+
+def test_unet_keys_are_not_checked_for_the_classical_method(tmp_path):
+    check_config(_config(tmp_path, segmentation__method="classical", models__source="pretrained"))
+
+
+def test_pretrained_checkpoint_and_annotation_folder_are_accepted(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"")
+    check_config(_config(tmp_path, models__source="pretrained", models__unet=str(tmp_path / "model.pt")))
+    for sub in ("images", "masks"):
+        (tmp_path / "ann" / sub).mkdir(parents=True)
+    check_config(_config(tmp_path, training__annotations=str(tmp_path / "ann")))
+
+
+def test_declared_modules_reads_the_unet_module_list_without_importing():
+    from plateseg.unet import CODE_MODULES
+
+    assert declared_modules("plateseg.unet") == CODE_MODULES
+    with pytest.raises(AttributeError):
+        declared_modules("plateseg.io")

@@ -1,0 +1,95 @@
+# Training branch (models.source: train): annotated images -> grouped folds -> U-Net per fold and on all data.
+
+
+rule synth_training:
+    """Synthetic annotated images (dsb2018 layout) for training when no annotations are configured."""
+    output:
+        directory("results/training/synthetic"),
+    params:
+        n_images=config["training"]["synthetic"]["n_images"],
+        size=config["training"]["synthetic"]["size"],
+        seed=config["training"]["synthetic"]["seed"],
+        code=code_hash("plateseg.synth", "plateseg.io"),
+    log:
+        "logs/training/synth_training.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/synth_training.py"
+
+
+rule folds:
+    """Grouped k-fold split of the annotated images (near-duplicate crops stay in one fold)."""
+    input:
+        training_annotation_files,
+    output:
+        "results/training/folds.csv",
+    params:
+        annotations=training_annotations(),
+        k=config["training"]["folds"],
+        seed=config["training"]["seed"],
+        group_distance=config["training"]["group_distance"],
+        code=code_hash("plateseg.annotated", "plateseg.io"),
+    log:
+        "logs/training/folds.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/folds.py"
+
+
+rule train_unet:
+    """Train a U-Net from scratch: fold 'all' on every image, fold k on the other folds (validated on fold k)."""
+    input:
+        unpack(train_unet_inputs),
+    output:
+        "results/models/unet/{fold}.pt",
+    params:
+        annotations=training_annotations(),
+        unet=unet_train_params,
+        code=code_hash(*UNET_MODULES, "plateseg.annotated", "plateseg.watershed", "plateseg.io"),
+    log:
+        "logs/training/train_unet_{fold}.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=240,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_unet.py"
+
+
+rule cross_validate_unet:
+    """Held-out metrics of every fold model with the configured tiling and watershed (target:
+    `snakemake cross_validate_unet`); the fold models are trained for it."""
+    input:
+        unpack(cross_validation_inputs),
+    output:
+        "results/models/unet/cv_metrics.csv",
+    params:
+        annotations=training_annotations(),
+        watershed=watershed_settings(),
+        tile_size=config["tiling"]["tile_size"],
+        halo=config["tiling"]["halo"],
+        batch_size=config["inference"]["batch_size"],
+        code=code_hash(*UNET_MODULES, "plateseg.annotated", "plateseg.watershed", "plateseg.metrics", "plateseg.io"),
+    log:
+        "logs/training/cross_validate_unet.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=60,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/cross_validate_unet.py"

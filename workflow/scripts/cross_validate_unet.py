@@ -1,0 +1,52 @@
+"""Snakemake script (rule cross_validate_unet): each fold model scored on the images it did not see."""
+import logging
+import os
+
+import pandas as pd
+import torch
+
+from plateseg.annotated import load_annotated
+from plateseg.io import setup_logging, write_table
+from plateseg.metrics import dsb_map, matching
+from plateseg.unet import load_checkpoint, predict_maps
+from plateseg.watershed import instances_from_maps
+
+setup_logging(snakemake.log[0])
+log = logging.getLogger("plateseg.cross_validate_unet")
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+items, _ = load_annotated(p.annotations)
+by_id = {image_id: (image, mask) for image_id, image, mask in items}
+
+rows = []
+for path in snakemake.input.models:
+    model, meta = load_checkpoint(path, os.environ.get("PLATESEG_DEVICE", "auto"))
+    scores, tp, n_true, n_pred = [], 0, 0, 0
+    for image_id in meta["val_ids"]:
+        image, mask = by_id[image_id]
+        maps = predict_maps(model, meta, image, p.tile_size, p.halo, p.batch_size)
+        labels = instances_from_maps(maps, **p.watershed)
+        m = matching(mask, labels, 0.5)
+        scores.append(dsb_map(mask, labels))
+        tp, n_true, n_pred = tp + m["tp"], n_true + m["n_true"], n_pred + m["n_pred"]
+    last = meta["history"][-1] if meta["history"] else {}
+    row = {
+        "fold": str(meta["fold"]),
+        "n_train": len(meta["train_ids"]),
+        "n_val": len(meta["val_ids"]),
+        "epochs": len(meta["history"]),
+        "final_loss": last.get("loss"),
+        "mean_dsb_map": sum(scores) / len(scores) if scores else float("nan"),
+        "precision_50": tp / n_pred if n_pred else float("nan"),
+        "recall_50": tp / n_true if n_true else float("nan"),
+        "f1_50": 2 * tp / (n_true + n_pred) if n_true + n_pred else float("nan"),
+        "n_true": n_true,
+        "n_pred": n_pred,
+        "data_hash": meta["data_hash"],
+    }
+    log.info("fold %s: %d held-out images, DSB mAP %.3f, F1@0.5 %.3f", row["fold"], row["n_val"], row["mean_dsb_map"], row["f1_50"])
+    rows.append(row)
+table = pd.DataFrame(rows)
+mean = table.drop(columns=["fold", "data_hash"]).mean(numeric_only=True)
+table = pd.concat([table, pd.DataFrame([{**mean.to_dict(), "fold": "mean", "data_hash": rows[0]["data_hash"]}])], ignore_index=True)
+write_table(table, snakemake.output[0])
