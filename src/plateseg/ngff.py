@@ -17,7 +17,6 @@ labels together in napari.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Mapping
 
 import numpy as np
@@ -27,6 +26,7 @@ from .io import atomic_path
 
 __all__ = [
     "NGFF_VERSION",
+    "segment_well",
     "write_well_image",
     "create_well_image",
     "open_field",
@@ -228,3 +228,25 @@ def read_labels(path, field: int) -> np.ndarray:
     if key not in root:
         raise KeyError(f"{path}: no labels for field {field} (fields: {label_fields(path)})")
     return root[key][...]
+
+
+def segment_well(source, out, segment, tile_size: int, pixel_size: float, attrs=None, describe=None) -> None:
+    """Label every field of the well store ``source`` with ``segment`` and write the label store ``out``.
+
+    ``segment(field_array) -> (H, W) labels`` receives the lazy (c, y, x) array of a field. Fields
+    are processed one at a time (one in memory) and logged with their nucleus count; ``describe``
+    adds a note to each log line.
+    """
+    import logging
+
+    log = logging.getLogger("plateseg.segment")
+    fields = list_fields(source)
+
+    def labelled():
+        for i, field in enumerate(fields, start=1):
+            labels = segment(open_field(source, field))
+            log.info("field %d (%d/%d): %d nuclei%s", field, i, len(fields), labels.max(),
+                     f" ({describe})" if describe else "")
+            yield field, labels
+
+    write_well_labels(out, labelled(), tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)
