@@ -39,7 +39,8 @@ def test_ingest_errors_name_the_file(tmp_path):
     with pytest.raises(ValueError, match=r"lacks channel\(s\) \['2'\].*channels.names"):
         ingest_well([{"field": 1, "channel": "1", "path": ok}], {"1": "DNA", "2": "Marker"}, tmp_path / "x.zarr", 32, 1.0)
     assert not (tmp_path / "x.zarr").exists()
-    stack = _write(tmp_path / "stack.tif", np.zeros((3, 40, 50), np.uint16))
+    stack = tmp_path / "stack.tif"
+    tifffile.imwrite(stack, np.zeros((3, 40, 50), np.uint16), photometric="minisblack")
     with pytest.raises(ValueError, match="stack.tif.*2-D"):
         read_plane(stack)
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
