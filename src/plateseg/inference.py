@@ -23,13 +23,13 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import zarr
 
+from .io import atomic_path, remove_path
 from .ngff import channel_names, create_well_image, list_fields, open_field
 from .tiling import tile_grid
 
@@ -103,16 +103,8 @@ def read_progress(partial) -> dict | None:
 
 
 def _write_progress(partial: Path, record: dict) -> None:
-    tmp = partial / f".{PROGRESS}.tmp"
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    os.replace(tmp, partial / PROGRESS)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
+    with atomic_path(partial / PROGRESS) as tmp:
+        tmp.write_text(json.dumps(record, sort_keys=True))
 
 
 def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None = None,
@@ -175,7 +167,7 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     else:
         if partial.exists():
             log.info("discarding %s: made from another model, image or settings", partial)
-            _remove(partial)
+            remove_path(partial)
         record = None
     if record is None:
         create_well_image(
@@ -211,7 +203,7 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
                      on_tile_written=written, channels=chans)
 
     (partial / PROGRESS).unlink()
-    _remove(out)
+    remove_path(out)
     os.replace(partial, out)
     log.info("maps of %d field(s) written to %s (%s)", len(fields), out, ", ".join(channel_names(out)))
     return out

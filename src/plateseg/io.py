@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_path", "write_table", "read_table", "setup_logging"]
+__all__ = ["atomic_path", "remove_path", "write_table", "read_table", "setup_logging"]
 
 
 @contextlib.contextmanager
@@ -35,16 +35,18 @@ def atomic_path(final):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
-    _remove(tmp)
+    remove_path(tmp)
     try:
         yield tmp
-        _remove(final)
+        remove_path(final)
         os.replace(tmp, final)
     finally:
-        _remove(tmp)
+        remove_path(tmp)
 
 
-def _remove(path: Path) -> None:
+def remove_path(path) -> None:
+    """Remove a file, link or folder tree if it exists."""
+    path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
     elif path.exists() or path.is_symlink():
