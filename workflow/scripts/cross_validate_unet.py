@@ -7,7 +7,7 @@ import torch
 
 from plateseg.annotated import load_annotated
 from plateseg.io import setup_logging, write_table
-from plateseg.metrics import dsb_map, matching
+from plateseg.metrics import evaluate_dataset
 from plateseg.unet import load_checkpoint, predict_maps
 from plateseg.watershed import instances_from_maps
 
@@ -21,14 +21,12 @@ by_id = {image_id: (image, mask) for image_id, image, mask in items}
 rows = []
 for path in snakemake.input.models:
     model, meta = load_checkpoint(path, os.environ.get("PLATESEG_DEVICE", "auto"))
-    scores, tp, n_true, n_pred = [], 0, 0, 0
-    for image_id in meta["val_ids"]:
-        image, mask = by_id[image_id]
-        maps = predict_maps(model, meta, image, p.tile_size, p.halo, p.batch_size)
-        labels = instances_from_maps(maps, **p.watershed)
-        m = matching(mask, labels, 0.5)
-        scores.append(dsb_map(mask, labels))
-        tp, n_true, n_pred = tp + m["tp"], n_true + m["n_true"], n_pred + m["n_pred"]
+    masks = [by_id[image_id][1] for image_id in meta["val_ids"]]
+    preds = [
+        instances_from_maps(predict_maps(model, meta, by_id[image_id][0], p.tile_size, p.halo, p.batch_size), **p.watershed)
+        for image_id in meta["val_ids"]
+    ]
+    _, s = evaluate_dataset(masks, preds)
     last = meta["history"][-1] if meta["history"] else {}
     row = {
         "fold": str(meta["fold"]),
@@ -36,12 +34,12 @@ for path in snakemake.input.models:
         "n_val": len(meta["val_ids"]),
         "epochs": len(meta["history"]),
         "final_loss": last.get("loss"),
-        "mean_dsb_map": sum(scores) / len(scores) if scores else float("nan"),
-        "precision_50": tp / n_pred if n_pred else float("nan"),
-        "recall_50": tp / n_true if n_true else float("nan"),
-        "f1_50": 2 * tp / (n_true + n_pred) if n_true + n_pred else float("nan"),
-        "n_true": n_true,
-        "n_pred": n_pred,
+        "mean_dsb_map": s.get("mean_dsb_map", float("nan")),
+        "precision_50": s.get("pooled_precision_50", float("nan")),
+        "recall_50": s.get("pooled_recall_50", float("nan")),
+        "f1_50": s.get("pooled_f1_50", float("nan")),
+        "n_true": s.get("total_n_true", 0),
+        "n_pred": s.get("total_n_pred", 0),
         "data_hash": meta["data_hash"],
     }
     log.info("fold %s: %d held-out images, DSB mAP %.3f, F1@0.5 %.3f", row["fold"], row["n_val"], row["mean_dsb_map"], row["f1_50"])
