@@ -83,6 +83,34 @@ def setup_logging(out: Path) -> logging.Logger:
     return log
 
 
+# --------------------------------------------------------------------------- split
+
+def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int = 0):
+    """The benchmarks' split of an annotated folder: ``(items, test, val, train)``.
+
+    ``test`` is held-out grouped fold ``fold`` of ``grouped_folds(k, seed=0)``; ``val`` is
+    grouped fold 0 of ``val_groups_k`` of the remaining images (``seed + 1``), used only to tune
+    thresholds (and, for the ensemble, to train the picker: the engines never train on it);
+    ``train`` is the rest. Each list holds ``(id, image, mask)`` items of ``load_annotated``.
+    Shared by every DSB2018 benchmark so that they train and test on the same images.
+    """
+    import pandas as pd
+    from plateseg.annotated import grouped_folds, load_annotated
+
+    items, index = load_annotated(data, channels="gray")
+    folds = grouped_folds(index, k=k, seed=0)
+    fold_of = dict(zip(folds["id"], folds["fold"]))
+    group_of = dict(zip(folds["id"], folds["group"]))
+    test = [it for it in items if fold_of[it[0]] == fold]
+    rest = [it for it in items if fold_of[it[0]] != fold]
+    rest_idx = pd.DataFrame({"id": [it[0] for it in rest], "group": [group_of[it[0]] for it in rest]})
+    sub = grouped_folds(rest_idx, k=val_groups_k, seed=seed + 1)
+    val_ids = set(sub.loc[sub["fold"] == 0, "id"])
+    val = [it for it in rest if it[0] in val_ids]
+    train = [it for it in rest if it[0] not in val_ids]
+    return items, test, val, train
+
+
 # --------------------------------------------------------------------------- classical
 
 CLASSICAL_GRID = {
@@ -336,11 +364,11 @@ their mean foreground probability, classical objects all score 1 (ranked by labe
 """
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) our section, keeping every other section of the file."""
+def write_section(path: Path, text: str, section: str = SECTION) -> None:
+    """Replace (or append) ``section`` (a ``## `` heading line), keeping every other section."""
     old = path.read_text() if path.exists() else "# plateseg benchmarks\n"
     lines = old.splitlines(keepends=True)
-    start = next((i for i, l in enumerate(lines) if l.strip() == SECTION), None)
+    start = next((i for i, l in enumerate(lines) if l.strip() == section), None)
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
@@ -366,7 +394,7 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from plateseg.annotated import data_hash, grouped_folds, load_annotated
+    from plateseg.annotated import data_hash
     from plateseg.classical import segment_classical
     from plateseg.metrics import evaluate_dataset
     from plateseg.unet import checkpoint_meta, predict_maps, save_checkpoint
@@ -374,17 +402,7 @@ def main(argv=None):
 
     data = Path(args.data).resolve()
     log.info("loading %s", data)
-    items, index = load_annotated(data, channels="gray")
-    folds = grouped_folds(index, k=args.k, seed=0)
-    fold_of = dict(zip(folds["id"], folds["fold"]))
-    group_of = dict(zip(folds["id"], folds["group"]))
-    test = [it for it in items if fold_of[it[0]] == args.fold]
-    rest = [it for it in items if fold_of[it[0]] != args.fold]
-    rest_idx = pd.DataFrame({"id": [it[0] for it in rest], "group": [group_of[it[0]] for it in rest]})
-    sub = grouped_folds(rest_idx, k=args.val_groups_k, seed=args.seed + 1)
-    val_ids = set(sub.loc[sub["fold"] == 0, "id"])
-    val = [it for it in rest if it[0] in val_ids]
-    train = [it for it in rest if it[0] not in val_ids]
+    items, test, val, train = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed)
     rng = np.random.default_rng(args.seed)
     grid_items = [train[i] for i in sorted(rng.choice(len(train), min(args.classical_images, len(train)),
                                                       replace=False))]

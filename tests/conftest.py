@@ -32,10 +32,27 @@ TINY_UNET = {
     "unet.warmup_steps": 2,
     "unet.val_every": 5,
 }
+# a tiny Mask R-CNN trained for ~15 s (plumbing: it over-detects)
+TINY_MASKRCNN = {
+    "maskrcnn.fpn_channels": 32,
+    "maskrcnn.box_head_dim": 128,
+    "maskrcnn.mask_head_channels": 32,
+    "maskrcnn.crop_size": 64,
+    "maskrcnn.batch_size": 4,
+    "maskrcnn.samples_per_epoch": 16,
+    "maskrcnn.epochs": 15,
+    "maskrcnn.lr": 0.002,
+    "maskrcnn.warmup_steps": 4,
+    "maskrcnn.rpn_pre_nms_top_n_test": 300,
+    "maskrcnn.rpn_post_nms_top_n_test": 300,
+    "maskrcnn.box_detections_per_img": 300,
+    "maskrcnn.box_batch_size_per_image": 64,
+    "maskrcnn.val_every": 5,
+}
 
 
 def tiny_config(workdir: Path, run_dir: Path, **overrides) -> Path:
-    """Write a config for a tiny plate at workdir/config.yaml (repository defaults, a tiny U-Net, overrides).
+    """Write a config for a tiny plate at workdir/config.yaml (repository defaults, tiny models, overrides).
 
     Paths are relative to ``workdir``, so a copy of ``workdir`` and ``run_dir`` side by side is the same run.
     """
@@ -44,7 +61,7 @@ def tiny_config(workdir: Path, run_dir: Path, **overrides) -> Path:
     config["input"]["dir"] = os.path.relpath(run_dir / "images", workdir)
     config["evaluation"]["groundtruth"] = os.path.relpath(run_dir / "groundtruth", workdir)
     config["tiling"]["tile_size"] = 128
-    for key, value in {**TINY_UNET, **overrides}.items():
+    for key, value in {**TINY_UNET, **TINY_MASKRCNN, **overrides}.items():
         node = config
         *path, last = key.split(".")
         for k in path:

@@ -428,6 +428,65 @@ def test_predict_instances_resume_with_on_disk_style_output(trained, data):
     pd.testing.assert_frame_equal(tab_ref, tab)
 
 
+class Killed(RuntimeError):
+    pass
+
+
+@pytest.fixture(scope="module")
+def well(trained, data, tmp_path_factory):
+    """A well store of two fields (a 2x2 mosaic of test images, and one image) and a checkpoint."""
+    from plateseg.ngff import write_well_image
+
+    d = tmp_path_factory.mktemp("maskrcnn_well")
+    model, history = trained
+    save_checkpoint(d / "model.pt", model, checkpoint_meta(TINY, history=history))
+    ims, _ = data
+    mosaic = np.concatenate([np.concatenate(ims[0:2], 2), np.concatenate(ims[2:4], 2)], 1)
+    write_well_image(d / "image.zarr", {1: mosaic, 2: ims[4]}, ["DNA"], 64, 1.0)
+    return d
+
+
+def test_well_instances_equal_field_prediction_and_resume_after_a_kill(well):
+    """infer_well_instances: the labels and table of predict_instances per field, also when killed and resumed."""
+    from plateseg.inference import infer_well_instances, partial_path, read_progress
+    from plateseg.io import read_table
+    from plateseg.ngff import open_field, read_labels
+
+    kw = dict(tile_size=64, halo=24, batch_size=1, device="cpu", score_threshold=0.05, min_area=3)
+    image, ckpt = well / "image.zarr", well / "model.pt"
+    infer_well_instances(image, ckpt, well / "full.zarr", well / "full.parquet", **kw)
+    assert not partial_path(well / "full.zarr").exists()
+    full = read_table(well / "full.parquet")
+    assert list(full.columns) == ["field", *TABLE_COLUMNS]
+    model, meta = load_checkpoint(ckpt, "cpu")
+    for f in (1, 2):
+        expect, etab = predict_instances(model, meta, open_field(image, f)[...], 64, 24, 1,
+                                         score_threshold=0.05, min_area=3)
+        got = read_labels(well / "full.zarr", f)
+        assert got.max() > 0 and np.array_equal(got, expect)
+        tab = full[full["field"] == f].drop(columns="field").reset_index(drop=True)
+        pd.testing.assert_frame_equal(tab, etab)
+    assert sorted(full.loc[full["field"] == 1, "tile"].unique()) == list(range(9))  # every tile owns some
+
+    def kill(field, tile):
+        if field == 1 and tile.number == 4:
+            raise Killed
+
+    out, table = well / "resumed.zarr", well / "resumed.parquet"
+    with pytest.raises(Killed):
+        infer_well_instances(image, ckpt, out, table, **kw, on_tile_written=kill)
+    assert not out.exists() and not table.exists()
+    assert read_progress(partial_path(out))["next_tile"] == {"1": 5, "2": 0}
+    seen = []
+    infer_well_instances(image, ckpt, out, table, **kw,
+                         on_tile_written=lambda f, t: seen.append((f, t.number)))
+    assert seen[0] == (1, 5) and len(seen) == 4 + 4
+    for f in (1, 2):
+        assert np.array_equal(read_labels(out, f), read_labels(well / "full.zarr", f))
+    pd.testing.assert_frame_equal(read_table(table), full)
+    assert not partial_path(out).exists()
+
+
 @pytest.mark.skipif(not os.environ.get("PLATESEG_SLOW"),
                     reason="~50 s of training; run with PLATESEG_SLOW=1")
 def test_trained_model_tiled_inference_matches_whole_field(data):

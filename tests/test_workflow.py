@@ -3,10 +3,12 @@
 They check what a user relies on: outputs and their contents, that an immediate rerun has nothing
 to do, that a changed parameter reruns its step and what follows but nothing before it (a watershed
 parameter never reruns U-Net training or inference; a classical parameter only the classical
-labels), that a new well is processed alone (plus the plate-level tables, no training), that a killed
-U-Net inference resumes, pretrained checkpoints and cross-validation, and clear errors for bad input.
+labels), that a new well is processed alone (plus the plate-level tables, no training), that killed
+U-Net and Mask R-CNN inference jobs resume, Mask R-CNN centroids as watershed markers and Mask R-CNN as the
+final method, pretrained checkpoints and cross-validation, and clear errors for bad input.
 
-The complete run of the tiny plate (with a tiny U-Net trained for seconds) is made once per session
+The complete run of the tiny plate (with a tiny U-Net and a tiny Mask R-CNN trained for seconds; the
+label sets of all three methods are evaluated, as in the demo) is made once per session
 (``trained_plate``); each test works on a private copy (``plate_workdir``).
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import re
 import shutil
 from collections import Counter
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -23,9 +26,9 @@ from conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-WELL_RULES = {"ingest", "segment_classical", "infer_unet", "watershed", "measure", "summarize_well"}
+WELL_RULES = {"ingest", "segment_classical", "infer_unet", "infer_maskrcnn", "watershed", "measure", "summarize_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
-TRAINING_RULES = {"synth_training", "folds", "train_unet", "cross_validate_unet"}
+TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "cross_validate_unet"}
 
 
 def planned_jobs(workdir, *targets) -> Counter:
@@ -85,11 +88,21 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     assert not (res / "A01" / "unet.zarr.partial").exists()
     assert read_labels(res / "A01" / "unet_labels.zarr", 1).max() == len(objects)
 
-    # both label sets are evaluated: the final one (unet) and the classical baseline
-    for labelset in ("unet", "classical"):
+    # Mask R-CNN instances: an NGFF label store and a table of the same objects (the tiny model over-detects)
+    for well in ("A01", "A02"):
+        table = pd.read_parquet(res / well / "maskrcnn.parquet")
+        labels = read_labels(res / well / "maskrcnn.zarr", 1)
+        assert len(table) > 5 and table["label"].tolist() == list(range(1, len(table) + 1))
+        assert set(np.unique(labels)) == {0, *table["label"]}  # every row has pixels, every object a row
+        assert table["score"].between(0.5, 1).all() and (table["field"] == 1).all()
+        assert not (res / well / "maskrcnn.zarr.partial").exists()
+
+    # every label set of the config is evaluated: the final one (unet), the classical baseline, Mask R-CNN
+    for labelset in ("unet", "classical", "maskrcnn"):
         ev = pd.read_csv(res / "evaluation" / f"{labelset}.csv")
-        assert ev["labelset"].iloc[0] == labelset
-        assert ev["n_fields"].iloc[0] == 2 and 0.2 < ev["mean_dsb_map"].iloc[0] <= 1.0 and ev["total_n_true"].iloc[0] > 10
+        assert ev["labelset"].iloc[0] == labelset and ev["n_fields"].iloc[0] == 2 and ev["total_n_true"].iloc[0] > 10
+        assert ev["total_n_pred"].iloc[0] > 10
+        assert (0.2 if labelset != "maskrcnn" else 0.0) < ev["mean_dsb_map"].iloc[0] <= 1.0
     classical = pd.read_csv(res / "evaluation" / "classical.csv").iloc[0]
     assert abs(classical["total_n_pred"] - classical["total_n_true"]) <= 0.1 * classical["total_n_true"]
     assert (res / "qc" / "plate_counts.png").stat().st_size > 1000
@@ -98,6 +111,9 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     train_log = (work / "logs" / "training" / "train_unet_all.log").read_text()
     assert "epoch 1/10" in train_log and "epoch 10/10" in train_log
     assert "tile 4/4 written" in (work / "logs" / "DEMO" / "A01" / "infer_unet.log").read_text()
+    train_log = (work / "logs" / "training" / "train_maskrcnn_all.log").read_text()
+    assert "epoch 1/15" in train_log and "epoch 15/15" in train_log
+    assert "tile 4/4 written" in (work / "logs" / "DEMO" / "A01" / "infer_maskrcnn.log").read_text()
 
     # an immediate second run has nothing to do
     assert planned_jobs(work) == Counter()
@@ -177,14 +193,94 @@ def test_killed_inference_resumes_in_the_next_run(plate_workdir):
     assert not partial_path(well / "unet.zarr").exists()
 
 
+def test_killed_maskrcnn_inference_resumes_in_the_next_run(plate_workdir):
+    """A partial Mask R-CNN store (labels + per-tile rows) left by a killed job is resumed by the next run."""
+    from plateseg.inference import infer_well_instances, partial_path, read_progress
+    from plateseg.ngff import read_labels
+
+    work = plate_workdir
+    well = work / "results" / "DEMO" / "A02"
+    reference = read_labels(well / "maskrcnn.zarr", 1)
+    reference_table = pd.read_parquet(well / "maskrcnn.parquet")
+    # as if the well's infer_maskrcnn job had been killed: no instances, nothing made from them
+    shutil.rmtree(well / "maskrcnn.zarr")
+    (well / "maskrcnn.parquet").unlink()
+    (work / "results" / "DEMO" / "evaluation" / "maskrcnn.csv").unlink()
+
+    class Killed(Exception):
+        pass
+
+    def kill_after_two_tiles(field, tile):
+        if tile.number == 1:
+            raise Killed
+
+    config = yaml.safe_load((work / "config.yaml").read_text())["maskrcnn"]
+    with pytest.raises(Killed):  # what the rule does (same settings), killed after the second tile
+        infer_well_instances(well / "image.zarr", work / "results" / "models" / "maskrcnn" / "all.pt", well / "maskrcnn.zarr",
+                             well / "maskrcnn.parquet", channels=[0], tile_size=128, halo=32, batch_size=4, device="cpu",
+                             score_threshold=config["score_threshold"], mask_threshold=config["mask_threshold"],
+                             min_area=config["min_area"], on_tile_written=kill_after_two_tiles)
+    assert read_progress(partial_path(well / "maskrcnn.zarr"))["next_tile"] == {"1": 2}
+    jobs = planned_jobs(work)
+    assert set(jobs) == {("infer_maskrcnn", "A02"), ("evaluate", "maskrcnn")}, jobs  # nothing else uses it
+    run_snakemake(work)
+    log = (work / "logs" / "DEMO" / "A02" / "infer_maskrcnn.log").read_text()
+    assert "resuming at tile 2" in log and "tile 2/4 written" not in log and "tile 4/4 written" in log
+    assert np.array_equal(read_labels(well / "maskrcnn.zarr", 1), reference)
+    pd.testing.assert_frame_equal(pd.read_parquet(well / "maskrcnn.parquet"), reference_table)
+    assert not partial_path(well / "maskrcnn.zarr").exists()
+
+
+def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdir):
+    from plateseg.ngff import read_labels
+
+    work = plate_workdir
+    res = work / "results" / "DEMO"
+    models = {p: mtime(p) for p in (work / "results" / "models").rglob("*.pt")}
+    # watershed markers from the Mask R-CNN centroids (seed 003): only the watershed and what follows reruns
+    edit_config(work, watershed__markers="points")
+    jobs = planned_jobs(work)
+    assert {rule for rule, _ in jobs} == {"watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert ("evaluate", "maskrcnn") not in jobs
+    run_snakemake(work)
+    assert "markers points" in (work / "logs" / "DEMO" / "A01" / "watershed.log").read_text()
+    from plateseg.ngff import open_field
+    from plateseg.watershed import instances_from_maps
+
+    settings = yaml.safe_load((work / "config.yaml").read_text())["watershed"]
+    settings.pop("markers")
+    for well in ("A01", "A02"):
+        labels = read_labels(res / well / "unet_labels.zarr", 1)
+        points = pd.read_parquet(res / well / "maskrcnn.parquet")[["centroid_y", "centroid_x"]].to_numpy()
+        maps = open_field(res / well / "unet.zarr", 1)[...].astype(np.float32)
+        # the stored labels are the watershed seeded by this well's Mask R-CNN centroids, not by heatmap peaks
+        assert labels.max() > 5
+        assert np.array_equal(labels, instances_from_maps(maps, mode="points", points=points, **settings))
+        assert not np.array_equal(labels, instances_from_maps(maps, mode="centre", **settings))
+
+    # Mask R-CNN as the final method: measured and summarised from maskrcnn.zarr, no inference or training rerun
+    edit_config(work, segmentation__method="maskrcnn")
+    jobs = planned_jobs(work)
+    assert {rule for rule, _ in jobs} == {"measure", "summarize_well", "plate_summary", "plate_qc"}, jobs
+    run_snakemake(work)
+    for well in ("A01", "A02"):
+        objects = pd.read_parquet(res / well / "objects.parquet")
+        assert set(objects["Ensemble_Source"]) == {"maskrcnn"}
+        assert len(objects) == len(pd.read_parquet(res / well / "maskrcnn.parquet"))
+        assert int(pd.read_csv(res / "wells" / f"{well}.csv")["Count_Nuclei"].iloc[0]) == len(objects)
+    assert {p: mtime(p) for p in models} == models
+
+
 def test_pretrained_checkpoint_replaces_training(plate_workdir):
     work = plate_workdir
     (work / "models").mkdir()
-    shutil.copy(work / "results" / "models" / "unet" / "all.pt", work / "models" / "nuclei_unet.pt")
-    edit_config(work, models__source="pretrained", models__unet="models/nuclei_unet.pt")
+    for engine in ("unet", "maskrcnn"):
+        shutil.copy(work / "results" / "models" / engine / "all.pt", work / "models" / f"nuclei_{engine}.pt")
+    edit_config(work, models__source="pretrained", models__unet="models/nuclei_unet.pt",
+                models__maskrcnn="models/nuclei_maskrcnn.pt")
     shutil.rmtree(work / "results" / "models")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"infer_unet", "watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"infer_unet", "infer_maskrcnn", "watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
     edit_config(work, models__unet="models/missing.pt")

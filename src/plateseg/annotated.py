@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 __all__ = ["read_image", "load_annotated", "image_stats", "derive_groups", "grouped_folds",
-           "data_hash"]
+           "fold_split", "data_hash"]
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 STAT_COLUMNS = ("stat_median", "stat_fg_mean", "stat_area")
@@ -290,6 +290,41 @@ def grouped_folds(index: pd.DataFrame, k: int = 5, seed: int = 0,
         "group": groups.to_numpy(),
         "fold": groups.map(fold_of).astype(np.int64).to_numpy(),
     })
+
+
+def fold_split(ids, folds: pd.DataFrame, fold):
+    """Training and held-out ids of a fold model: ``fold`` ``"all"`` holds out nothing.
+
+    Parameters
+    ----------
+    ids : sequence of str
+        Image ids, in the order to keep.
+    folds : pandas.DataFrame
+        ``id`` and ``fold`` columns (:func:`grouped_folds`); unused for ``"all"``.
+    fold : int or str
+        A fold number, or ``"all"``.
+
+    Examples
+    --------
+    >>> folds = pd.DataFrame({"id": ["a", "b", "c"], "fold": [0, 1, 0]})
+    >>> fold_split(["a", "b", "c"], folds, "0")
+    (['b'], ['a', 'c'])
+    >>> fold_split(["a", "b"], folds, "all")
+    (['a', 'b'], [])
+    """
+    ids = [str(i) for i in ids]
+    if str(fold) == "all":
+        return ids, []
+    fold_of = dict(zip(folds["id"].astype(str), folds["fold"].astype(int)))
+    if int(fold) not in set(fold_of.values()):
+        raise ValueError(f"fold {fold} does not exist: the fold table has folds 0..{max(fold_of.values())} "
+                         "(config key training.folds)")
+    missing = [i for i in ids if i not in fold_of]
+    if missing:
+        raise ValueError(f"images without a fold: {missing[:5]}; the fold table is out of date")
+    val = [i for i in ids if fold_of[i] == int(fold)]
+    held = set(val)
+    return [i for i in ids if i not in held], val
 
 
 def data_hash(folder, length: int | None = 16) -> str:

@@ -8,7 +8,7 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_config", "ensure_demo", "prepend_pythonpath"]
+__all__ = ["ConfigError", "check_config", "engines_used", "ensure_demo", "prepend_pythonpath"]
 
 log = logging.getLogger("plateseg.config")
 
@@ -50,38 +50,74 @@ def check_config(config: dict) -> None:
     ev = config.get("evaluation", {})
     if ev.get("groundtruth") and not demo.get("enabled") and not Path(ev["groundtruth"]).is_dir():
         raise ConfigError(f"config key evaluation.groundtruth: folder {ev['groundtruth']!r} does not exist")
-    if config.get("segmentation", {}).get("method") == "unet":
+    engines = engines_used(config)
+    if engines & {"unet", "maskrcnn"}:
+        _check_training(config, engines)
+    if "unet" in engines:
         _check_unet(config)
+    if "maskrcnn" in engines:
+        _check_maskrcnn(config)
+
+
+def engines_used(config: dict) -> set[str]:
+    """The segmentation engines a run needs: the final method, the compared label sets, and Mask R-CNN
+    when the U-Net watershed takes its markers from Mask R-CNN centroids.
+
+    Examples
+    --------
+    >>> sorted(engines_used({"segmentation": {"method": "unet"}, "watershed": {"markers": "points"}}))
+    ['maskrcnn', 'unet']
+    >>> sorted(engines_used({"segmentation": {"method": "classical"}, "evaluation": {"compare": ["unet"], "groundtruth": None}}))
+    ['classical']
+    """
+    engines = {config.get("segmentation", {}).get("method", "unet")}
+    ev = config.get("evaluation", {})
+    if ev.get("groundtruth"):
+        engines |= set(ev.get("compare", []))
+    if "unet" in engines and config.get("watershed", {}).get("markers") == "points":
+        engines.add("maskrcnn")
+    return engines
+
+
+def _check_training(config: dict, engines: set) -> None:
+    """Checks of the model sources of the deep-learning engines in use."""
+    models = config.get("models", {})
+    if models.get("source") == "pretrained":
+        for engine in sorted(engines & {"unet", "maskrcnn"}):
+            ckpt = models.get(engine)
+            if not ckpt or not Path(ckpt).is_file():
+                raise ConfigError(
+                    f"config key models.{engine}: models.source 'pretrained' needs an existing {engine} checkpoint file, got {ckpt!r}"
+                )
+        return
+    folder = config.get("training", {}).get("annotations")
+    if folder and not ((Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()):
+        raise ConfigError(f"config key training.annotations: {folder!r} is not a folder with images/ and masks/ (dsb2018 layout)")
 
 
 def _check_unet(config: dict) -> None:
     """Checks of the U-Net keys (only when the U-Net is used)."""
-    models = config.get("models", {})
-    if models.get("source") == "pretrained":
-        ckpt = models.get("unet")
-        if not ckpt or not Path(ckpt).is_file():
-            raise ConfigError(f"config key models.unet: models.source 'pretrained' needs an existing U-Net checkpoint file, got {ckpt!r}")
-    else:
-        folder = config.get("training", {}).get("annotations")
-        if folder and not ((Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()):
-            raise ConfigError(
-                f"config key training.annotations: {folder!r} is not a folder with images/ and masks/ (dsb2018 layout)"
-            )
-        unet = config.get("unet", {})
-        depth = unet.get("encoder_depth", 4)
-        if len(unet.get("decoder_channels", [0] * depth)) != depth:
-            raise ConfigError(
-                f"config key unet.decoder_channels: needs one entry per unet.encoder_depth ({depth}), "
-                f"got {unet['decoder_channels']}"
-            )
-        if unet.get("crop_size", 2**depth) % 2**depth:
-            raise ConfigError(f"config key unet.crop_size: must be a multiple of 2 ** unet.encoder_depth ({2**depth}), got {unet['crop_size']}")
-        if unet.get("p_low", 1.0) >= unet.get("p_high", 99.8):
-            raise ConfigError("config key unet.p_low: must be smaller than unet.p_high")
-    if config.get("watershed", {}).get("markers") == "points":
+    unet = config.get("unet", {})
+    depth = unet.get("encoder_depth", 4)
+    if len(unet.get("decoder_channels", [0] * depth)) != depth:
         raise ConfigError(
-            "config key watershed.markers: 'points' (Mask R-CNN centroids) needs the Mask R-CNN engine, "
-            "which this version does not have yet; use centre or boundary"
+            f"config key unet.decoder_channels: needs one entry per unet.encoder_depth ({depth}), got {unet['decoder_channels']}"
+        )
+    if unet.get("crop_size", 2**depth) % 2**depth:
+        raise ConfigError(f"config key unet.crop_size: must be a multiple of 2 ** unet.encoder_depth ({2**depth}), got {unet['crop_size']}")
+    if unet.get("p_low", 1.0) >= unet.get("p_high", 99.8):
+        raise ConfigError("config key unet.p_low: must be smaller than unet.p_high")
+
+
+def _check_maskrcnn(config: dict) -> None:
+    """Checks of the Mask R-CNN keys (only when Mask R-CNN is used)."""
+    m = config.get("maskrcnn", {})
+    if m.get("p_low", 1.0) >= m.get("p_high", 99.8):
+        raise ConfigError("config key maskrcnn.p_low: must be smaller than maskrcnn.p_high")
+    if m.get("rpn_post_nms_top_n_test", 1000) < m.get("box_detections_per_img", 1000):
+        raise ConfigError(
+            f"config key maskrcnn.rpn_post_nms_top_n_test: must be at least maskrcnn.box_detections_per_img "
+            f"({m.get('box_detections_per_img', 1000)}), got {m['rpn_post_nms_top_n_test']}"
         )
 
 

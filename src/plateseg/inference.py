@@ -1,4 +1,8 @@
-"""Resumable U-Net inference of a well: the per-pixel maps of every field, tile by tile, into zarr.
+"""Resumable inference of a well, tile by tile, into zarr: U-Net maps and Mask R-CNN instances.
+
+:func:`infer_well_maps` writes the U-Net's per-pixel maps; :func:`infer_well_instances` writes the
+Mask R-CNN's instance labels (an NGFF label store) and their table. Both resume a killed job as
+described below.
 
 The maps store has the layout of a well image store (:mod:`plateseg.ngff`), with the U-Net heads
 as channels::
@@ -33,7 +37,7 @@ from .io import atomic_path, remove_path
 from .ngff import channel_names, create_well_image, list_fields, open_field
 from .tiling import tile_grid
 
-__all__ = ["partial_path", "maps_fingerprint", "read_progress", "infer_well_maps"]
+__all__ = ["partial_path", "maps_fingerprint", "read_progress", "infer_well_maps", "infer_well_instances"]
 
 LOG = logging.getLogger("plateseg.inference")
 PROGRESS = "progress.json"
@@ -107,6 +111,50 @@ def _write_progress(partial: Path, record: dict) -> None:
         tmp.write_text(json.dumps(record, sort_keys=True))
 
 
+def _open_partial(partial: Path, fingerprint: str, fields, create: Callable, log) -> dict:
+    """The progress record of ``partial``: resumed if made with ``fingerprint``, else a new store.
+
+    ``create(partial)`` makes an empty partial store; the record starts every field at tile 0.
+    """
+    record = read_progress(partial)
+    if record is not None and record.get("fingerprint") == fingerprint:
+        log.info("resuming the partial store %s", partial)
+        return record
+    if partial.exists():
+        log.info("discarding %s: made from another model, image or settings", partial)
+        remove_path(partial)
+    create(partial)
+    record = {"fingerprint": fingerprint, "next_tile": {str(f): 0 for f in fields}}
+    _write_progress(partial, record)
+    return record
+
+
+def _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log):
+    """Run ``predict_field(field, array, start, written)`` on every field from its first unwritten tile.
+
+    ``written(tile, rows=None)`` (the engines' ``on_tile_written``) saves ``before_progress`` work,
+    then the progress record, logs the tile and calls the user's ``on_tile_written(field, tile)``.
+    """
+    device_name = str(next(model.parameters()).device)
+    for i, f in enumerate(fields, start=1):
+        n_tiles = len(tile_grid(arrays[f].shape, tile_size, halo))
+        start = int(record["next_tile"].get(str(f), 0))
+        if start >= n_tiles:
+            log.info("field %d (%d/%d): complete", f, i, len(fields))
+            continue
+        log.info("field %d (%d/%d): %d tiles on %s%s", f, i, len(fields), n_tiles, device_name,
+                 f", resuming at tile {start}" if start else "")
+
+        def written(tile, f=f, i=i, n_tiles=n_tiles):
+            record["next_tile"][str(f)] = tile.number + 1
+            _write_progress(partial, record)
+            log.info("field %d (%d/%d): tile %d/%d written", f, i, len(fields), tile.number + 1, n_tiles)
+            if on_tile_written is not None:
+                on_tile_written(f, tile)
+
+        predict_field(f, arrays[f], start, written)
+
+
 def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None = None,
                     halo: int = 32, batch_size: int = 4, device=None, dtype="float16",
                     pixel_size: float = 1.0, attrs: dict | None = None,
@@ -161,49 +209,141 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype)}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
 
-    record = read_progress(partial)
-    if record is not None and record.get("fingerprint") == fingerprint:
-        log.info("resuming the partial maps in %s", partial)
-    else:
-        if partial.exists():
-            log.info("discarding %s: made from another model, image or settings", partial)
-            remove_path(partial)
-        record = None
-    if record is None:
+    def create(path):
         create_well_image(
-            partial, {f: tuple(arrays[f].shape[-2:]) for f in fields}, list(meta["heads"]), np.dtype(dtype),
+            path, {f: tuple(arrays[f].shape[-2:]) for f in fields}, list(meta["heads"]), np.dtype(dtype),
             int(tile_size), pixel_size,
             attrs={**(attrs or {}), "model": {k: meta.get(k) for k in ("arch", "heads", "channels",
                                                                      "normalization", "data_hash",
                                                                      "code_version", "pixel_size")},
                    "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint},
         )
-        record = {"fingerprint": fingerprint, "next_tile": {str(f): 0 for f in fields}}
-        _write_progress(partial, record)
+
+    record = _open_partial(partial, fingerprint, fields, create, log)
     root = zarr.open_group(str(partial), mode="r+")
-    device_name = str(next(model.parameters()).device)
 
-    for i, f in enumerate(fields, start=1):
-        n_tiles = len(tile_grid(arrays[f].shape, tile_size, halo))
-        start = int(record["next_tile"].get(str(f), 0))
-        if start >= n_tiles:
-            log.info("field %d (%d/%d): complete", f, i, len(fields))
-            continue
-        log.info("field %d (%d/%d): %d tiles on %s%s", f, i, len(fields), n_tiles, device_name,
-                 f", resuming at tile {start}" if start else "")
-
-        def written(tile, f=f, i=i, n_tiles=n_tiles):
-            record["next_tile"][str(f)] = tile.number + 1
-            _write_progress(partial, record)
-            log.info("field %d (%d/%d): tile %d/%d written", f, i, len(fields), tile.number + 1, n_tiles)
-            if on_tile_written is not None:
-                on_tile_written(f, tile)
-
-        predict_maps(model, meta, arrays[f], tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
+    def predict_field(f, arr, start, written):
+        predict_maps(model, meta, arr, tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
                      on_tile_written=written, channels=chans)
 
+    _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
     (partial / PROGRESS).unlink()
     remove_path(out)
     os.replace(partial, out)
     log.info("maps of %d field(s) written to %s (%s)", len(fields), out, ", ".join(channel_names(out)))
+    return out
+
+
+def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_size: int | None = None,
+                         halo: int = 32, batch_size: int = 2, device=None, score_threshold: float = 0.5,
+                         mask_threshold: float = 0.5, min_area: int = 1, pixel_size: float = 1.0,
+                         attrs: dict | None = None, on_tile_written: Callable | None = None,
+                         log: logging.Logger | None = None) -> Path:
+    """Mask R-CNN instances of every field of a well: a label store ``out`` and a table ``table_out``.
+
+    Tiles with a halo, centroid ownership and nearest-centroid overlap resolution as
+    :func:`plateseg.maskrcnn.predict_instances`; resumable as :func:`infer_well_maps`: labels
+    (with the deterministic ids ``tile * id_stride + k``) go into ``<out>.partial`` tile by tile,
+    and the rows of each tile's instances into ``<out>.partial/rows/<field>_<tile>.parquet``
+    before the progress record moves on. When every field is complete, each field's instances
+    are numbered 1..N (tile order, then decreasing score; instances that lost every pixel to
+    overlap resolution are dropped) into a new store written atomically at ``out``, the table is
+    written atomically at ``table_out``, and the partial store is removed.
+
+    Parameters
+    ----------
+    image : path-like
+        Well image store.
+    checkpoint : path-like
+        Mask R-CNN checkpoint (:func:`plateseg.maskrcnn.save_checkpoint`).
+    out : path-like
+        Output label store (:mod:`plateseg.ngff` label layout, uint32, chunk = tile).
+    table_out : path-like
+        Output table (parquet or csv): ``field`` and
+        :data:`plateseg.maskrcnn.TABLE_COLUMNS` (``label`` as in ``out``, ``score``, mask box,
+        centroid, area before overlap resolution, ``tile``, ``cut_by_halo``).
+    channels, tile_size, halo, batch_size, device, pixel_size, attrs, on_tile_written, log
+        As :func:`infer_well_maps`.
+    score_threshold, mask_threshold, min_area
+        As :func:`plateseg.maskrcnn.predict_instances`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    import pandas as pd
+
+    from .io import write_table
+    from .maskrcnn import TABLE_COLUMNS, load_checkpoint, predict_instances, relabel_instances
+    from .ngff import create_well_labels
+
+    log = log or LOG
+    image, out = Path(image), Path(out)
+    partial = partial_path(out)
+    rows_dir = partial / "rows"
+    fields = list_fields(image)
+    arrays = {f: open_field(image, f) for f in fields}
+    if tile_size is None:
+        tile_size = int(arrays[fields[0]].chunks[-1])
+    model, meta = load_checkpoint(checkpoint, device)
+    chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
+    id_stride = 1 << int(np.ceil(np.log2(int(meta["arch"]["box_detections_per_img"]) + 1)))
+    settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
+                "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
+                "min_area": int(min_area), "id_stride": int(id_stride)}
+    fingerprint = maps_fingerprint(checkpoint, image, settings)
+    shapes = {f: tuple(int(a) for a in arrays[f].shape[-2:]) for f in fields}
+    store_attrs = {**(attrs or {}), "method": "maskrcnn",
+                   "model": {k: meta.get(k) for k in ("arch", "channels", "normalization", "data_hash",
+                                                      "code_version", "pixel_size")},
+                   "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint}
+
+    def create(path):
+        create_well_labels(path, shapes, tile_size=int(tile_size), pixel_size=pixel_size, attrs=store_attrs)
+        (path / "rows").mkdir()
+
+    record = _open_partial(partial, fingerprint, fields, create, log)
+    root = zarr.open_group(str(partial), mode="r+")
+
+    def label_array(group, f):
+        return group[f"{f}/labels/{group.attrs.get('label_name', 'nuclei')}/0"]
+
+    def predict_field(f, arr, start, written):
+        def save_rows(tile, rows):
+            write_table(rows, rows_dir / f"{f}_{tile.number:06d}.parquet")
+            written(tile)
+
+        predict_instances(model, meta, arr, tile_size, halo, batch_size, score_threshold=score_threshold,
+                          mask_threshold=mask_threshold, min_area=min_area, start=start,
+                          on_tile_written=save_rows, channels=chans, out=label_array(root, f),
+                          relabel=False, id_stride=id_stride)
+
+    _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
+
+    tables = []
+    with atomic_path(out) as tmp:
+        final = create_well_labels(tmp, shapes, tile_size=int(tile_size), pixel_size=pixel_size,
+                                   attrs={k: v for k, v in store_attrs.items() if k != "fingerprint"})
+        for f in fields:
+            parts = sorted(rows_dir.glob(f"{f}_*.parquet"))
+            table = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
+                     else pd.DataFrame({c: [] for c in TABLE_COLUMNS}).astype({"label": np.uint32}))
+            src = label_array(root, f)
+            h, w = shapes[f]
+            chunks = [(slice(y, min(y + tile_size, h)), slice(x, min(x + tile_size, w)))
+                      for y in range(0, h, tile_size) for x in range(0, w, tile_size)]
+            present = set()
+            for sl in chunks:
+                present.update(np.unique(src[sl]).tolist())
+            table = table[table["label"].isin(present)]
+            for sl in chunks:
+                final[f][sl] = relabel_instances(src[sl], table, drop_empty=False)[0]
+            table = relabel_instances(np.zeros((0,), np.uint32), table, drop_empty=False)[1]
+            table.insert(0, "field", np.int64(f))
+            tables.append(table)
+            log.info("field %d: %d instances", f, len(table))
+        write_table(pd.concat(tables, ignore_index=True), table_out)
+    remove_path(partial)
+    log.info("instances of %d field(s) written to %s and %s", len(fields), out, table_out)
     return out

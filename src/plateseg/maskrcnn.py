@@ -527,7 +527,8 @@ def _validate(model, meta, val, p: MaskRCNNParams, device) -> dict:
 
 
 def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None, val=None,
-                   on_epoch_end: Callable[[dict], None] | None = None):
+                   on_epoch_end: Callable[[dict], bool | None] | None = None,
+                   initial_weights: dict | None = None):
     """Train a Mask R-CNN from scratch on annotated images.
 
     Parameters
@@ -544,7 +545,11 @@ def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None
     val : tuple of (images, masks), optional
         Held-out images for per-epoch validation (tiled :func:`predict_instances`).
     on_epoch_end : callable, optional
-        Called with each epoch's history record.
+        Called with each epoch's history record; if it returns True, training stops after this
+        epoch (the learning rate has then not decayed to its end value; for wall-time guards).
+    initial_weights : dict, optional
+        A state dict of the same architecture to start from (continue training, fine-tune a
+        checkpoint) instead of random weights.
 
     Returns
     -------
@@ -573,13 +578,16 @@ def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(images, masks, p, log, val, on_epoch_end, device)
+        return _train(images, masks, p, log, val, on_epoch_end, device, initial_weights)
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
 
 
-def _train(images, masks, p, log, val, on_epoch_end, device):
-    model = _model_from_arch(_arch(p)).to(device)
+def _train(images, masks, p, log, val, on_epoch_end, device, initial_weights=None):
+    model = _model_from_arch(_arch(p))
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
+    model = model.to(device)
     cuda = device.type == "cuda"
     data = TrainingSet(images, masks, p)
     loader = torch.utils.data.DataLoader(
@@ -650,8 +658,9 @@ def _train(images, masks, p, log, val, on_epoch_end, device):
                  "lr %.2e %.1f s%s", epoch + 1, p.epochs, rec["loss"], rec["loss_classifier"],
                  rec["loss_box_reg"], rec["loss_mask"], rec["loss_objectness"],
                  rec["loss_rpn_box_reg"], rec["lr"], rec["seconds"], msg)
-        if on_epoch_end is not None:
-            on_epoch_end(rec)
+        if on_epoch_end is not None and on_epoch_end(rec) is True and epoch + 1 < p.epochs:
+            log.info("stopped after epoch %d of %d by on_epoch_end", epoch + 1, p.epochs)
+            break
     model.eval()
     return model, history
 

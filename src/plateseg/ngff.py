@@ -33,6 +33,7 @@ __all__ = [
     "list_fields",
     "channel_names",
     "write_well_labels",
+    "create_well_labels",
     "read_labels",
     "label_fields",
 ]
@@ -160,6 +161,53 @@ def channel_names(path) -> list[str]:
     return [c["label"] for c in root[str(first)].attrs["ome"]["omero"]["channels"]]
 
 
+def _label_array(root: zarr.Group, field: int, shape, name: str, tile_size: int, pixel_size: float) -> zarr.Array:
+    lg = root.create_group(f"{int(field)}/labels")
+    lg.attrs.update({"ome": {"version": NGFF_VERSION, "labels": [name]}})
+    g = lg.create_group(name)
+    g.attrs.update(
+        {
+            "ome": {
+                "version": NGFF_VERSION,
+                "multiscales": [_multiscale(name, _space_axes(), [pixel_size, pixel_size])],
+                "image-label": {"version": NGFF_VERSION},
+            }
+        }
+    )
+    h, w = (int(a) for a in shape)
+    return g.create_array(
+        "0",
+        shape=(h, w),
+        chunks=(min(tile_size, h), min(tile_size, w)),
+        dtype=np.uint32,
+        fill_value=0,
+        dimension_names=("y", "x"),
+    )
+
+
+def _new_label_store(path, name: str, attrs: Mapping | None) -> zarr.Group:
+    root = zarr.open_group(str(path), mode="w", zarr_format=3)
+    root.attrs.update({"plateseg": dict(attrs or {}), "label_name": name})
+    return root
+
+
+def create_well_labels(
+    path,
+    shapes: Mapping[int, tuple[int, int]],
+    name: str = "nuclei",
+    tile_size: int = 256,
+    pixel_size: float = 1.0,
+    attrs: Mapping | None = None,
+) -> dict[int, zarr.Array]:
+    """Create an empty label store (all 0) with one uint32 ``(y, x)`` array per field, to fill tile by tile.
+
+    Not atomic: for a store written in place over time (e.g. a resumable ``.partial`` store that is
+    moved into place when complete). Returns field -> writable array.
+    """
+    root = _new_label_store(path, name, attrs)
+    return {int(f): _label_array(root, f, shapes[f], name, tile_size, pixel_size) for f in sorted(shapes)}
+
+
 def write_well_labels(
     path,
     labels,
@@ -183,34 +231,13 @@ def write_well_labels(
     1
     """
     with atomic_path(path) as tmp:
-        root = zarr.open_group(str(tmp), mode="w", zarr_format=3)
-        root.attrs.update({"plateseg": dict(attrs or {}), "label_name": name})
+        root = _new_label_store(tmp, name, attrs)
         pairs = sorted(labels.items()) if isinstance(labels, Mapping) else labels
         for f, lab in pairs:
             lab = np.asarray(lab)
             if lab.ndim != 2:
                 raise ValueError(f"labels of field {f} must be 2-D (y, x), got shape {lab.shape}")
-            lg = root.create_group(f"{int(f)}/labels")
-            lg.attrs.update({"ome": {"version": NGFF_VERSION, "labels": [name]}})
-            g = lg.create_group(name)
-            g.attrs.update(
-                {
-                    "ome": {
-                        "version": NGFF_VERSION,
-                        "multiscales": [_multiscale(name, _space_axes(), [pixel_size, pixel_size])],
-                        "image-label": {"version": NGFF_VERSION},
-                    }
-                }
-            )
-            h, w = lab.shape
-            arr = g.create_array(
-                "0",
-                shape=lab.shape,
-                chunks=(min(tile_size, h), min(tile_size, w)),
-                dtype=np.uint32,
-                fill_value=0,
-                dimension_names=("y", "x"),
-            )
+            arr = _label_array(root, f, lab.shape, name, tile_size, pixel_size)
             arr[...] = lab.astype(np.uint32, copy=False)
 
 
@@ -233,7 +260,8 @@ def read_labels(path, field: int) -> np.ndarray:
 def segment_well(source, out, segment, tile_size: int, pixel_size: float, attrs=None, describe=None) -> None:
     """Label every field of the well store ``source`` with ``segment`` and write the label store ``out``.
 
-    ``segment(field_array) -> (H, W) labels`` receives the lazy (c, y, x) array of a field. Fields
+    ``segment(field_array, field) -> (H, W) labels`` receives the lazy (c, y, x) array of a field and
+    its number. Fields
     are processed one at a time (one in memory) and logged with their nucleus count; ``describe``
     adds a note to each log line.
     """
@@ -244,7 +272,7 @@ def segment_well(source, out, segment, tile_size: int, pixel_size: float, attrs=
 
     def labelled():
         for i, field in enumerate(fields, start=1):
-            labels = segment(open_field(source, field))
+            labels = segment(open_field(source, field), field)
             log.info("field %d (%d/%d): %d nuclei%s", field, i, len(fields), labels.max(),
                      f" ({describe})" if describe else "")
             yield field, labels

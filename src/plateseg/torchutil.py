@@ -14,6 +14,7 @@ import torch
 __all__ = [
     "seed_everything",
     "resolve_device",
+    "runtime_device",
     "amp_dtype",
     "lr_factor",
     "affine_crop",
@@ -41,6 +42,15 @@ def resolve_device(name: str | torch.device | None) -> torch.device:
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def runtime_device() -> str:
+    """The device the rule scripts run models on: ``$PLATESEG_DEVICE``, default ``"auto"``.
+
+    The device is a runtime setting, not a science parameter, so it is not in the config:
+    ``PLATESEG_DEVICE=auto|cpu|cuda|cuda:N`` in the jobs' environment (auto: CUDA when present).
+    """
+    return os.environ.get("PLATESEG_DEVICE", "auto")
 
 
 def amp_dtype(device: torch.device, amp: bool):

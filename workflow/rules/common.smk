@@ -8,8 +8,9 @@ from plateseg.config import check_config, ensure_demo, prepend_pythonpath
 from plateseg.manifest import build_manifest, check_complete
 from plateseg.provenance import code_hash, declared_modules
 
-# modules of the U-Net engine (plateseg.unet.CODE_MODULES, read without importing torch)
+# modules of the engines (plateseg.unet.CODE_MODULES, plateseg.maskrcnn.CODE_MODULES, read without importing torch)
 UNET_MODULES = declared_modules("plateseg.unet")
+MASKRCNN_MODULES = declared_modules("plateseg.maskrcnn")
 
 # rule scripts import the plateseg library of this checkout, also inside --use-conda environments
 prepend_pythonpath(Path(workflow.basedir) / "src")
@@ -44,7 +45,7 @@ PLATES = sorted(MANIFEST["plate"].unique())
 WELLS = {p: sorted(MANIFEST.loc[MANIFEST["plate"] == p, "well"].unique()) for p in PLATES}
 ALL_WELLS = sorted({w for ws in WELLS.values() for w in ws})
 # label sets a well can have (method -> label store name); the configured method's set is the final one
-LABELSETS = {"classical": "classical", "unet": "unet_labels"}
+LABELSETS = {"classical": "classical", "unet": "unet_labels", "maskrcnn": "maskrcnn"}
 FOLDS = [str(k) for k in range(config["training"]["folds"])]
 
 
@@ -109,11 +110,11 @@ def plate_label_stores(wildcards):
 
 
 def evaluated_labelsets():
-    """Label sets scored against the ground truth: the final method's and the classical baseline (cheap)."""
-    return sorted({"classical", config["segmentation"]["method"]})
+    """Label sets scored against the ground truth: the final method's and those of evaluation.compare."""
+    return sorted({config["segmentation"]["method"], *config["evaluation"]["compare"]})
 
 
-# ---- U-Net: training data, models, settings ---------------------------------------------------
+# ---- engines: training data, models, settings --------------------------------------------------
 
 
 def training_annotations():
@@ -133,7 +134,7 @@ def training_annotation_files(wildcards):
     return [str(p) for p in files]
 
 
-def train_unet_inputs(wildcards):
+def train_inputs(wildcards):
     """Training data, plus the fold table for a fold model (the model on all data does not need it)."""
     inputs = {"annotations": training_annotation_files(wildcards)}
     if wildcards.fold != "all":
@@ -141,22 +142,52 @@ def train_unet_inputs(wildcards):
     return inputs
 
 
-def unet_train_params(wildcards):
-    """plateseg.unet.UNetParams of a training run: config unet.* plus seed and pixel size. Fold models are
-    validated on their held-out fold every unet.val_every epochs; the model on all data has no validation
-    (so unet.val_every does not retrain it)."""
-    params = {k: v for k, v in config["unet"].items() if k != "val_every"}
-    params.update(channels=[0], seed=config["training"]["seed"], pixel_size=config["training"]["pixel_size"])
-    if wildcards.fold != "all":
-        params.update(val_every=config["unet"]["val_every"])
-    return canonical(params)
+# Mask R-CNN config keys that are inference settings, not MaskRCNNParams (or are renamed for them)
+MASKRCNN_INFERENCE_KEYS = ("score_threshold", "mask_threshold", "min_area")
 
 
-def unet_checkpoint(wildcards=None):
-    """The U-Net checkpoint that inference uses: trained on all data, or the configured pretrained file."""
-    if config["models"]["source"] == "pretrained":
-        return config["models"]["unet"]
-    return "results/models/unet/all.pt"
+def train_params(engine):
+    """Input function: the training parameters of a run of ``engine`` (plateseg.unet.UNetParams or
+    plateseg.maskrcnn.MaskRCNNParams) from config <engine>.* plus seed and pixel size. Fold models are
+    validated on their held-out fold every <engine>.val_every epochs; the model on all data has no validation
+    (so val_every does not retrain it)."""
+
+    def _params(wildcards):
+        cfg = config[engine]
+        params = {k: v for k, v in cfg.items() if k != "val_every" and k not in MASKRCNN_INFERENCE_KEYS}
+        if engine == "maskrcnn":
+            params["min_area"] = params.pop("target_min_area")
+            params.update(
+                val_score_threshold=cfg["score_threshold"],
+                val_tile_size=config["tiling"]["tile_size"],
+                val_halo=config["tiling"]["halo"],
+            )
+        params.update(channels=[0], seed=config["training"]["seed"], pixel_size=config["training"]["pixel_size"])
+        if wildcards.fold != "all":
+            params.update(val_every=cfg["val_every"])
+        return canonical(params)
+
+    return _params
+
+
+def model_checkpoint(engine):
+    """Input function: the checkpoint of ``engine`` that inference uses, trained on all data or the configured
+    pretrained file (models.<engine>)."""
+
+    def _checkpoint(wildcards=None):
+        if config["models"]["source"] == "pretrained":
+            return config["models"][engine]
+        return f"results/models/{engine}/all.pt"
+
+    return _checkpoint
+
+
+def watershed_inputs(wildcards):
+    """U-Net maps, plus the Mask R-CNN instance table when its centroids are the markers (seed 003)."""
+    inputs = {"maps": f"results/{wildcards.plate}/{wildcards.well}/unet.zarr"}
+    if config["watershed"]["markers"] == "points":
+        inputs["points"] = f"results/{wildcards.plate}/{wildcards.well}/maskrcnn.parquet"
+    return inputs
 
 
 def cross_validation_inputs(wildcards):
@@ -217,5 +248,5 @@ def mem_mb(base):
 
 
 CONDA_ENV = "../../envs/plateseg.yaml"
-# runtime device of the U-Net rules (not a science setting): PLATESEG_DEVICE=auto|cpu|cuda|cuda:N in the
-# environment of the jobs, default auto (CUDA when present, else CPU)
+# runtime device of the model rules (not a science setting): PLATESEG_DEVICE=auto|cpu|cuda|cuda:N in the
+# environment of the jobs, default auto (CUDA when present, else CPU); see plateseg.torchutil.runtime_device

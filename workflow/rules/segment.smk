@@ -27,7 +27,7 @@ rule infer_unet:
     with a smooth window; a killed job resumes at its first unwritten tile (partial store unet.zarr.partial)."""
     input:
         image="results/{plate}/{well}/image.zarr",
-        model=unet_checkpoint,
+        model=model_checkpoint("unet"),
     output:
         directory("results/{plate}/{well}/unet.zarr"),
     params:
@@ -50,10 +50,42 @@ rule infer_unet:
         "../scripts/infer_unet.py"
 
 
-rule watershed:
-    """Instances from the U-Net maps of a well by marker-controlled watershed (markers from config)."""
+rule infer_maskrcnn:
+    """Mask R-CNN instances of every field of a well, tile by tile with a halo: an instance belongs to the tile
+    whose core holds its centroid, overlapping masks are resolved to the nearest centroid; a killed job resumes
+    at its first unwritten tile (partial store maskrcnn.zarr.partial)."""
     input:
-        maps="results/{plate}/{well}/unet.zarr",
+        image="results/{plate}/{well}/image.zarr",
+        model=model_checkpoint("maskrcnn"),
+    output:
+        labels=directory("results/{plate}/{well}/maskrcnn.zarr"),
+        table="results/{plate}/{well}/maskrcnn.parquet",
+    params:
+        channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
+        tile_size=config["tiling"]["tile_size"],
+        halo=config["tiling"]["halo"],
+        batch_size=config["inference"]["batch_size"],
+        settings=canonical({k: config["maskrcnn"][k] for k in MASKRCNN_INFERENCE_KEYS}),
+        pixel_size=config["pixel_size"],
+        code=code_hash(*MASKRCNN_MODULES, "plateseg.inference", "plateseg.ngff", "plateseg.io"),
+    log:
+        "logs/{plate}/{well}/infer_maskrcnn.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=60,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/infer_maskrcnn.py"
+
+
+rule watershed:
+    """Instances from the U-Net maps of a well by marker-controlled watershed (markers from config; with
+    markers 'points' the centroids of the well's Mask R-CNN instances)."""
+    input:
+        unpack(watershed_inputs),
     output:
         directory("results/{plate}/{well}/unet_labels.zarr"),
     params:

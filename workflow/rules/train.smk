@@ -1,4 +1,5 @@
-# Training branch (models.source: train): annotated images -> grouped folds -> U-Net per fold and on all data.
+# Training branch (models.source: train): annotated images -> grouped folds -> U-Net and Mask R-CNN per fold and
+# on all data.
 
 
 rule synth_training:
@@ -49,12 +50,13 @@ rule folds:
 rule train_unet:
     """Train a U-Net from scratch: fold 'all' on every image, fold k on the other folds (validated on fold k)."""
     input:
-        unpack(train_unet_inputs),
+        unpack(train_inputs),
     output:
         "results/models/unet/{fold}.pt",
     params:
+        engine="unet",
         annotations=training_annotations(),
-        unet=unet_train_params,
+        settings=train_params("unet"),
         code=code_hash(*UNET_MODULES, "plateseg.annotated", "plateseg.watershed", "plateseg.io"),
     log:
         "logs/training/train_unet_{fold}.log",
@@ -66,7 +68,31 @@ rule train_unet:
     conda:
         CONDA_ENV
     script:
-        "../scripts/train_unet.py"
+        "../scripts/train_model.py"
+
+
+rule train_maskrcnn:
+    """Train a Mask R-CNN from scratch: fold 'all' on every image, fold k on the other folds (validated on fold k)."""
+    input:
+        unpack(train_inputs),
+    output:
+        "results/models/maskrcnn/{fold}.pt",
+    params:
+        engine="maskrcnn",
+        annotations=training_annotations(),
+        settings=train_params("maskrcnn"),
+        code=code_hash(*MASKRCNN_MODULES, "plateseg.annotated", "plateseg.metrics", "plateseg.io"),
+    log:
+        "logs/training/train_maskrcnn_{fold}.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(6000),
+        runtime=480,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_model.py"
 
 
 rule cross_validate_unet:

@@ -1,6 +1,5 @@
 """Snakemake script (rule cross_validate_unet): each fold model scored on the images it did not see."""
 import logging
-import os
 
 import pandas as pd
 import torch
@@ -8,6 +7,7 @@ import torch
 from plateseg.annotated import load_annotated
 from plateseg.io import setup_logging, write_table
 from plateseg.metrics import evaluate_dataset
+from plateseg.torchutil import runtime_device
 from plateseg.unet import load_checkpoint, predict_maps
 from plateseg.watershed import instances_from_maps
 
@@ -20,7 +20,7 @@ by_id = {image_id: (image, mask) for image_id, image, mask in items}
 
 rows = []
 for path in snakemake.input.models:
-    model, meta = load_checkpoint(path, os.environ.get("PLATESEG_DEVICE", "auto"))
+    model, meta = load_checkpoint(path, runtime_device())
     masks = [by_id[image_id][1] for image_id in meta["val_ids"]]
     preds = [
         instances_from_maps(predict_maps(model, meta, by_id[image_id][0], p.tile_size, p.halo, p.batch_size), **p.watershed)

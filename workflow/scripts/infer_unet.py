@@ -1,10 +1,9 @@
 """Snakemake script (rule infer_unet): U-Net maps of every field of a well, resumable tile by tile."""
-import os
-
 import torch
 
 from plateseg.inference import infer_well_maps
 from plateseg.io import setup_logging
+from plateseg.torchutil import runtime_device
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)
@@ -17,8 +16,7 @@ infer_well_maps(
     tile_size=p.tile_size,
     halo=p.halo,
     batch_size=p.batch_size,
-    # the device is a runtime setting: PLATESEG_DEVICE=auto|cpu|cuda|cuda:N (default auto: CUDA when present)
-    device=os.environ.get("PLATESEG_DEVICE", "auto"),
+    device=runtime_device(),
     pixel_size=p.pixel_size,
     attrs={"plate": snakemake.wildcards.plate, "well": snakemake.wildcards.well},
 )

@@ -8,7 +8,7 @@ p = snakemake.params
 segment_well(
     snakemake.input.image,
     snakemake.output[0],
-    lambda field: segment_classical(field[p.channel], **p.settings),
+    lambda image, field: segment_classical(image[p.channel], **p.settings),
     tile_size=p.tile_size,
     pixel_size=p.pixel_size,
     attrs={"method": "classical", "settings": dict(p.settings)},

@@ -1,0 +1,293 @@
+"""Benchmark: the Mask R-CNN engine on DSB2018 fluo, next to the U-Net and the classical baseline.
+
+Acceptance of issue 4. Same images as ``bench/unet_dsb.py`` (its :func:`dsb_split`: held-out
+grouped fold ``--fold`` of 5 for the test, a grouped validation split of the training folds for
+thresholds only, the rest for training). The Mask R-CNN (:mod:`plateseg.maskrcnn`, from scratch,
+small heads for CPU) trains within ``--budget-minutes`` of wall time in chunks (each a
+``train_maskrcnn`` call with warm-up + cosine schedule continuing from the previous chunk's
+weights via ``initial_weights``; a budget guard stops at an epoch boundary). The score threshold
+is chosen on the validation split. On the held-out fold it is evaluated with
+:func:`plateseg.metrics.evaluate_dataset` (tie "gt", IoU > t), and so is the U-Net of
+``bench/unet_dsb.py`` (its checkpoint ``bench/out/unet_dsb/unet.pt``) with Mask R-CNN centroids as
+watershed markers (``mode="points"``, seed 003). The rows of ``bench/out/unet_dsb/metrics.csv``
+(classical, unet-boundary, unet-centre on the same images) are repeated in the table. A section
+``## Mask R-CNN on DSB2018 fluo`` is written (or replaced) in ``bench/RESULTS.md``.
+
+Run from the repository root (after ``bench/unet_dsb.py``)::
+
+    .venv/bin/python bench/maskrcnn_dsb.py --budget-minutes 65
+
+Outputs in ``--out`` (default ``bench/out/maskrcnn_dsb``): ``maskrcnn.pt``, ``metrics.csv``,
+``per_image_<method>.csv``, ``history.csv``, ``tuning.csv``, ``run.json``, ``run.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unet_dsb import COLUMNS, REPO, dsb_split, object_scores, write_section  # noqa: E402
+
+SECTION = "## Mask R-CNN on DSB2018 fluo"
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    default_data = os.environ.get("PLATESEG_DSB2018") or str(REPO / ".." / "shared" / "data" / "dsb2018" / "fluo")
+    ap.add_argument("--data", default=default_data)
+    ap.add_argument("--budget-minutes", type=float, default=65.0,
+                    help="wall-time budget of Mask R-CNN training")
+    ap.add_argument("--fold", type=int, default=0)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--val-groups-k", type=int, default=8)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "maskrcnn_dsb"))
+    ap.add_argument("--unet", default=str(REPO / "bench" / "out" / "unet_dsb"),
+                    help="output folder of bench/unet_dsb.py (unet.pt, metrics.csv, run.json)")
+    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--backbone", default="resnet18")
+    ap.add_argument("--fpn-channels", type=int, default=128)
+    ap.add_argument("--box-head-dim", type=int, default=512)
+    ap.add_argument("--mask-head-channels", type=int, default=128)
+    ap.add_argument("--crop", type=int, default=192)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup-steps", type=int, default=100)
+    ap.add_argument("--epoch-steps", type=int, default=50)
+    ap.add_argument("--first-chunk-steps", type=int, default=150)
+    ap.add_argument("--min-chunk-steps", type=int, default=150)
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--halo", type=int, default=64)
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: tiny budget, 20 test and 10 validation images")
+    return ap.parse_args(argv)
+
+
+def setup_logging(out: Path) -> logging.Logger:
+    log = logging.getLogger("bench")
+    log.setLevel(logging.INFO)
+    fmt = logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S")
+    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(out / "run.log", mode="w")):
+        h.setFormatter(fmt)
+        log.addHandler(h)
+    return log
+
+
+def train_within_budget(images, masks, base: dict, args, log):
+    """Chunks of ``train_maskrcnn`` (warm restarts) filling the wall-time budget; see unet_dsb."""
+    from plateseg.maskrcnn import MaskRCNNParams, train_maskrcnn
+
+    budget = args.budget_minutes * 60.0
+    t_start = time.perf_counter()
+    weights, model, params = None, None, None
+    history, chunks = [], []
+    sec_per_step, stopped, chunk = None, False, 0
+    while True:
+        remaining = budget - (time.perf_counter() - t_start)
+        steps = args.first_chunk_steps if chunk == 0 else int((remaining - 15.0) * 0.9 / sec_per_step)
+        epochs = steps // args.epoch_steps
+        if epochs < 2 or (chunk > 0 and epochs * args.epoch_steps < args.min_chunk_steps):
+            break
+        lr = args.lr if chunk < 2 else args.lr * 0.5
+        params = MaskRCNNParams.coerce({
+            **base, "epochs": epochs, "samples_per_epoch": args.epoch_steps * args.batch,
+            "warmup_steps": args.warmup_steps if chunk == 0 else args.warmup_steps // 2,
+            "lr": lr, "seed": args.seed + 1000 * chunk})
+        log.info("chunk %d: %.0f s of budget left, %s s/step -> %d epochs x %d steps, peak lr %g",
+                 chunk + 1, remaining, "?" if sec_per_step is None else f"{sec_per_step:.2f}",
+                 epochs, args.epoch_steps, lr)
+        recs = []
+        t_chunk = time.perf_counter()
+
+        def guard(rec, recs=recs, epochs=epochs):
+            recs.append(rec)
+            elapsed = time.perf_counter() - t_start
+            if rec["epoch"] < epochs and elapsed + rec["seconds"] > budget:
+                log.warning("budget guard: %.0f s elapsed, next epoch (~%.0f s) would overrun %.0f s; "
+                            "stopping after epoch %d of %d", elapsed, rec["seconds"], budget,
+                            rec["epoch"], epochs)
+                return True
+            return False
+
+        new, _ = train_maskrcnn(images, masks, params, log=logging.getLogger("bench.maskrcnn"),
+                                on_epoch_end=guard, initial_weights=weights)
+        stopped = len(recs) < epochs
+        if stopped and weights is not None:
+            log.warning("chunk %d cut short: keeping the weights of the end of chunk %d", chunk + 1, chunk)
+        else:
+            model = new
+        history += [{"chunk": chunk + 1, **r} for r in recs]
+        steady = recs[1:] if len(recs) > 1 else recs
+        sec_per_step = sum(r["seconds"] for r in steady) / sum(r["steps"] for r in steady)
+        chunks.append({"chunk": chunk + 1, "epochs_planned": epochs, "epochs_done": len(recs),
+                       "steps": sum(r["steps"] for r in recs), "lr": lr,
+                       "seconds": time.perf_counter() - t_chunk, "sec_per_step": sec_per_step})
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        chunk += 1
+        if stopped:
+            break
+    info = {"chunks": chunks, "epoch_steps": args.epoch_steps, "done_steps": sum(r["steps"] for r in history),
+            "train_seconds": time.perf_counter() - t_start, "stopped_by_guard": stopped,
+            "final_loss": history[-1]["loss"] if history else float("nan")}
+    return model, params, history, info
+
+
+def table_markdown(rows) -> str:
+    head = "| method | " + " | ".join(c for c, _ in COLUMNS) + " | n pred |"
+    lines = [head, "|---|" + "---:|" * (len(COLUMNS) + 1)]
+    for r in rows:
+        cells = [f"{int(r[k])}" if k.startswith("total_") else f"{float(r[k]):.3f}" for _, k in COLUMNS]
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {int(r['total_n_pred'])} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_run = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = setup_logging(out)
+    logging.getLogger("bench.maskrcnn").setLevel(logging.INFO)
+
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from plateseg.annotated import data_hash
+    from plateseg.maskrcnn import centroids, checkpoint_meta, predict_instances, save_checkpoint
+    from plateseg.metrics import dsb_map_dataset, evaluate_dataset
+    from plateseg.unet import load_checkpoint as load_unet
+    from plateseg.unet import predict_maps
+    from plateseg.watershed import instances_from_maps
+
+    data = Path(args.data).resolve()
+    items, test, val, train = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed)
+    unet_dir = Path(args.unet)
+    unet_model, unet_meta = load_unet(unet_dir / "unet.pt", "cpu")
+    if unet_meta.get("train_ids") != [it[0] for it in train]:
+        raise SystemExit(f"{unet_dir / 'unet.pt'} was trained on another split; rerun bench/unet_dsb.py")
+    if args.quick:
+        rng = np.random.default_rng(args.seed)
+        test = [test[i] for i in sorted(rng.choice(len(test), 20, replace=False))]
+        val = val[:10]
+        args.epoch_steps, args.first_chunk_steps, args.min_chunk_steps = 5, 10, 10
+    log.info("fold %d held out: %d test images; %d train, %d validation", args.fold, len(test),
+             len(train), len(val))
+
+    base = dict(backbone=args.backbone, fpn_channels=args.fpn_channels, box_head_dim=args.box_head_dim,
+                mask_head_channels=args.mask_head_channels, crop_size=args.crop, batch_size=args.batch,
+                device="cpu", amp=False, val_every=10**6, box_batch_size_per_image=256)
+    model, params, history, tinfo = train_within_budget(
+        [it[1] for it in train], [it[2] for it in train], base, args, log)
+    meta = checkpoint_meta(params, data_hash=data_hash(data), history=history, fold=args.fold,
+                           k=args.k, train_ids=[it[0] for it in train], val_ids=[it[0] for it in val],
+                           bench=tinfo)
+    save_checkpoint(out / "maskrcnn.pt", model, meta)
+    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    log.info("training: %s", tinfo)
+
+    def detect(its, thr):
+        res = [predict_instances(model, meta, it[1], tile_size=args.tile, halo=args.halo,
+                                 batch_size=2, device="cpu", score_threshold=thr) for it in its]
+        return [r[0] for r in res], [dict(zip(r[1]["label"].tolist(), r[1]["score"].tolist())) for r in res]
+
+    # score threshold on the validation split
+    tuning = []
+    best = None
+    for thr in (0.3, 0.5, 0.7):
+        labs, _ = detect(val, thr)
+        score = dsb_map_dataset(zip([it[2] for it in val], labs), tie="gt")
+        tuning.append({"method": "maskrcnn", "score_threshold": thr, "dsb_map": score})
+        log.info("score threshold %.1f: validation mAP %.4f", thr, score)
+        if best is None or score > best[1]:
+            best = (thr, score, labs)
+    thr = best[0]
+    val_points = [centroids(lab) for lab in best[2]]
+    val_maps = [predict_maps(unet_model, unet_meta, it[1], tile_size=args.tile, halo=32, batch_size=4,
+                             device="cpu") for it in val]
+    best_pts = None
+    for fg in (0.4, 0.5, 0.6):
+        for min_area in (10, 20):
+            preds = [instances_from_maps(m, mode="points", points=p, fg_threshold=fg, min_area=min_area)
+                     for m, p in zip(val_maps, val_points)]
+            score = dsb_map_dataset(zip([it[2] for it in val], preds), tie="gt")
+            tuning.append({"method": "unet-points", "fg_threshold": fg, "min_area": min_area, "dsb_map": score})
+            if best_pts is None or score > best_pts[1]:
+                best_pts = ({"fg_threshold": fg, "min_area": min_area}, score)
+    log.info("points watershed: %s (validation mAP %.4f)", *best_pts)
+    pd.DataFrame(tuning).to_csv(out / "tuning.csv", index=False)
+
+    t0 = time.perf_counter()
+    test_labels, test_scores = detect(test, thr)
+    predict_seconds = time.perf_counter() - t0
+    test_maps = [predict_maps(unet_model, unet_meta, it[1], tile_size=args.tile, halo=32, batch_size=4,
+                              device="cpu") for it in test]
+    points = [instances_from_maps(m, mode="points", points=centroids(lab), **best_pts[0])
+              for m, lab in zip(test_maps, test_labels)]
+    gts, names = [it[2] for it in test], [it[0] for it in test]
+    rows = []
+    prev = unet_dir / "metrics.csv"
+    if prev.is_file() and not args.quick:
+        rows += pd.read_csv(prev).to_dict("records")
+    for name, preds, scores in (("maskrcnn", test_labels, test_scores),
+                                ("unet-points (Mask R-CNN markers)", points,
+                                 [object_scores(p, m[0]) for p, m in zip(points, test_maps)])):
+        per_image, summary = evaluate_dataset(gts, preds, scores=scores, names=names, tie="gt")
+        per_image.to_csv(out / f"per_image_{name.split()[0]}.csv", index=False)
+        rows.append({"method": name, **summary})
+        log.info("%s: mAP %.4f F1@0.5 %.4f AP50 %.4f", name, summary["mean_dsb_map"],
+                 summary["pooled_f1_50"], summary["coco_AP50"])
+    pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
+
+    cmd = ".venv/bin/python bench/maskrcnn_dsb.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    chunk_text = "; ".join(f"chunk {c['chunk']}: {c['steps']} steps ({c['epochs_done']}/{c['epochs_planned']} "
+                           f"epochs), lr {c['lr']:g}, {c['seconds']:.0f} s, {c['sec_per_step']:.2f} s/step"
+                           for c in tinfo["chunks"])
+    smoke = "\n**SMOKE RUN** (`--quick`): numbers are not the benchmark.\n" if args.quick else ""
+    n_obj = int(sum(len(np.unique(g)) - 1 for g in gts))
+    text = f"""{SECTION}
+{smoke}
+Same held-out grouped fold as the U-Net section ({len(test)} images, {n_obj} nuclei), same
+metrics (`evaluate_dataset`, tie "gt": a match needs IoU > t). Seed-004 layout: DSB mAP, Dice,
+precision/recall at IoU 0.7, over/under-segmentations (IoP/IoG 0.5). The first three rows are
+`bench/out/unet_dsb/metrics.csv` (see the U-Net section); Mask R-CNN objects are ranked by their
+detection score for COCO AP.
+
+{table_markdown(rows)}
+
+- **maskrcnn**: `plateseg.maskrcnn`, {args.backbone}-FPN from scratch (batch norm, all layers
+  trained), FPN {args.fpn_channels} channels, box head {args.box_head_dim}, mask head
+  {args.mask_head_channels}, anchors 8-128 px, native resolution; {len(train)} training images,
+  crops {args.crop} px, batch {args.batch}, AdamW lr {args.lr:g} (halved from chunk 3), warm-up
+  then cosine. Budget {args.budget_minutes:g} min: {chunk_text}. **Done {tinfo['done_steps']} steps
+  in {tinfo['train_seconds'] / 60:.1f} min**{' (last chunk cut by the budget guard)' if tinfo['stopped_by_guard'] else ''};
+  final loss {tinfo['final_loss']:.3f}. Tiled inference (tile {args.tile}, halo {args.halo},
+  centroid ownership, nearest-centroid overlap resolution), score threshold {thr} (best of
+  0.3/0.5/0.7 on the {len(val)} validation images, mAP {best[1]:.3f}); {predict_seconds:.0f} s
+  for the held-out fold on CPU.
+- **unet-points**: the U-Net of the section above, watershed of its foreground from the Mask
+  R-CNN centroids (seed 003), {best_pts[0]} (validation mAP {best_pts[1]:.3f}).
+- Machine: {platform.machine()} Linux, {os.cpu_count()} cores shared with development work, no
+  GPU; torch {torch.__version__}, {args.threads} threads. Date {_dt.date.today().isoformat()};
+  total {(time.perf_counter() - t_run) / 60:.1f} min.
+- **Command**: `{cmd.strip()}`
+"""
+    write_section(Path(args.results), text, SECTION)
+    (out / "run.json").write_text(json.dumps({"train": tinfo, "score_threshold": thr,
+                                              "points": best_pts[0], "predict_seconds": predict_seconds},
+                                             indent=1, default=str))
+    log.info("wrote %s (%.1f min)", args.results, (time.perf_counter() - t_run) / 60)
+
+
+if __name__ == "__main__":
+    main()

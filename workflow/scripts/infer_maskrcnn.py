@@ -1,0 +1,24 @@
+"""Snakemake script (rule infer_maskrcnn): Mask R-CNN instances of every field of a well, resumable tile by tile."""
+import torch
+
+from plateseg.inference import infer_well_instances
+from plateseg.io import setup_logging
+from plateseg.torchutil import runtime_device
+
+setup_logging(snakemake.log[0])
+torch.set_num_threads(snakemake.threads)
+p = snakemake.params
+infer_well_instances(
+    snakemake.input.image,
+    snakemake.input.model,
+    snakemake.output.labels,
+    snakemake.output.table,
+    channels=[p.channel],
+    tile_size=p.tile_size,
+    halo=p.halo,
+    batch_size=p.batch_size,
+    device=runtime_device(),
+    pixel_size=p.pixel_size,
+    attrs={"plate": snakemake.wildcards.plate, "well": snakemake.wildcards.well},
+    **p.settings,
+)
