@@ -14,6 +14,7 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/ingest.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
 

@@ -8,7 +8,7 @@ from plateseg.provenance import declared_modules
 def _config(tmp_path, **sections):
     cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
            "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None},
-           "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None, "maskrcnn": None},
+           "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None, "maskrcnn": None, "picker": None},
            "training": {"annotations": None},
            "unet": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16], "crop_size": 128, "p_low": 1.0, "p_high": 99.8},
            "maskrcnn": {"p_low": 1.0, "p_high": 99.8, "rpn_post_nms_top_n_test": 1000, "box_detections_per_img": 1000},
@@ -31,6 +31,21 @@ def test_unet_keys_are_checked(tmp_path, change, key):
     check_config(_config(tmp_path))
     with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
         check_config(_config(tmp_path, **change))
+
+
+def test_ensemble_needs_both_engines_and_a_pretrained_picker(tmp_path):
+    from plateseg.config import engines_used
+
+    assert engines_used(_config(tmp_path, segmentation__method="ensemble")) == {"ensemble", "unet", "maskrcnn"}
+    check_config(_config(tmp_path, segmentation__method="ensemble"))
+    for engine in ("unet", "maskrcnn"):
+        (tmp_path / f"{engine}.pt").write_bytes(b"")
+    pretrained = dict(segmentation__method="ensemble", models__source="pretrained", models__unet=str(tmp_path / "unet.pt"),
+                      models__maskrcnn=str(tmp_path / "maskrcnn.pt"))
+    with pytest.raises(ConfigError, match=r"models\.picker"):
+        check_config(_config(tmp_path, **pretrained))
+    (tmp_path / "picker.json").write_text("{}")
+    check_config(_config(tmp_path, **pretrained, models__picker=str(tmp_path / "picker.json")))
 
 
 @pytest.mark.parametrize("change, key", [

@@ -2,13 +2,15 @@
 
 They check what a user relies on: outputs and their contents, that an immediate rerun has nothing
 to do, that a changed parameter reruns its step and what follows but nothing before it (a watershed
-parameter never reruns U-Net training or inference; a classical parameter only the classical
-labels), that a new well is processed alone (plus the plate-level tables, no training), that killed
-U-Net and Mask R-CNN inference jobs resume, Mask R-CNN centroids as watershed markers and Mask R-CNN as the
-final method, pretrained checkpoints and cross-validation, and clear errors for bad input.
+parameter never reruns model training or inference, only the watershed, the picker and what follows; a
+classical parameter only the classical labels), that a new well is processed alone (plus the plate-level
+tables, no training), that killed U-Net and Mask R-CNN inference jobs resume, Mask R-CNN centroids as
+watershed markers and Mask R-CNN as the final method, pretrained models and cross-validation, and clear
+errors for bad input.
 
-The complete run of the tiny plate (with a tiny U-Net and a tiny Mask R-CNN trained for seconds; the
-label sets of all three methods are evaluated, as in the demo) is made once per session
+The complete run of the tiny plate (the ensemble path, as in the demo: a tiny U-Net and a tiny Mask R-CNN
+per fold and on all data, trained for seconds, out-of-fold candidates, the LightGBM picker; every label set
+evaluated) is made once per session
 (``trained_plate``); each test works on a private copy (``plate_workdir``).
 """
 from __future__ import annotations
@@ -26,9 +28,12 @@ from conftest import run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-WELL_RULES = {"ingest", "segment_classical", "infer_unet", "infer_maskrcnn", "watershed", "measure", "summarize_well"}
+WELL_RULES = {"ingest", "segment_classical", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
-TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "cross_validate_unet"}
+TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "cross_validate_unet", "oof_candidates",
+                  "train_picker", "cross_validate_ensemble"}
+# what the ensemble's picker depends on: the U-Net candidates of the annotated images (watershed settings)
+PICKER_RULES = {"oof_candidates", "train_picker", "cross_validate_ensemble"}
 
 
 def planned_jobs(workdir, *targets) -> Counter:
@@ -76,7 +81,13 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     for col in ["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber", "Location_Center_X",
                 "AreaShape_Area", "Intensity_MeanIntensity_DNA", "Intensity_MeanIntensity_Marker", "Ensemble_Source"]:
         assert col in objects.columns, col
-    assert set(objects["Ensemble_Source"]) == {"unet"}
+    # the ensemble is the final method: each object's engine and predicted IoU, as in picks.parquet
+    picks = pd.read_parquet(res / "A01" / "picks.parquet")
+    assert set(objects["Ensemble_Source"]) <= {"unet", "maskrcnn"} and objects["Ensemble_PredictedIoU"].between(0.3, 1).all()
+    assert objects["Ensemble_Source"].tolist() == picks["engine"].tolist()
+    assert objects["Ensemble_PredictedIoU"].tolist() == picks["predicted_iou"].tolist()
+    well_csv = pd.read_csv(res / "wells" / "A01.csv")
+    assert well_csv["Ensemble_FractionUNet"].iloc[0] == (picks["engine"] == "unet").mean()
     assert len(objects) == summary.set_index("Metadata_Well").loc["A01", "Count_Nuclei"]
 
     # U-Net maps (NGFF-like well store) and their instances
@@ -86,7 +97,22 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     assert channel_names(res / "A01" / "unet.zarr") == ["foreground", "boundary", "centre"]
     assert open_field(res / "A01" / "unet.zarr", 1).shape == (3, 256, 256)
     assert not (res / "A01" / "unet.zarr.partial").exists()
-    assert read_labels(res / "A01" / "unet_labels.zarr", 1).max() == len(objects)
+    assert read_labels(res / "A01" / "ensemble.zarr", 1).max() == len(objects)
+    for row in picks.itertuples():  # every kept object is its engine's candidate (minus pixels of better picks)
+        source = read_labels(res / "A01" / ("unet_labels.zarr" if row.engine == "unet" else "maskrcnn.zarr"), 1)
+        mask = read_labels(res / "A01" / "ensemble.zarr", 1) == row.label
+        assert mask.any() and (source[mask] == row.source_label).all()
+
+    # the picker and the comparison of every method on the annotated images, held out from every model
+    cv = pd.read_csv(work / "results" / "models" / "picker" / "cv_metrics.csv").set_index("method")
+    assert set(cv.index) == {"classical", "unet", "maskrcnn", "ensemble", "oracle"}
+    assert cv["mean_dsb_map"].between(0, 1).all() and (cv["total_n_true"] == cv.loc["unet", "total_n_true"]).all()
+    assert (cv["n_images"] == 6).all() and cv.loc["unet", "total_n_true"] > 10  # every annotated image is scored
+    assert abs(cv.loc["ensemble", "share_unet"] + cv.loc["ensemble", "share_maskrcnn"] - 1) < 1e-9
+    assert -1 <= cv.loc["ensemble", "iou_spearman"] <= 1
+    importances = pd.read_csv(work / "results" / "models" / "picker" / "importances.csv")
+    assert "best_iou_other" in set(importances["feature"]) and abs(importances["gain_share"].sum() - 1) < 1e-6
+    assert (work / "results" / "models" / "picker" / "importances.png").stat().st_size > 1000
 
     # Mask R-CNN instances: an NGFF label store and a table of the same objects (the tiny model over-detects)
     for well in ("A01", "A02"):
@@ -97,8 +123,8 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
         assert table["score"].between(0.5, 1).all() and (table["field"] == 1).all()
         assert not (res / well / "maskrcnn.zarr.partial").exists()
 
-    # every label set of the config is evaluated: the final one (unet), the classical baseline, Mask R-CNN
-    for labelset in ("unet", "classical", "maskrcnn"):
+    # every label set of the config is evaluated: the final one (ensemble), the classical baseline, both engines
+    for labelset in ("ensemble", "unet", "classical", "maskrcnn"):
         ev = pd.read_csv(res / "evaluation" / f"{labelset}.csv")
         assert ev["labelset"].iloc[0] == labelset and ev["n_fields"].iloc[0] == 2 and ev["total_n_true"].iloc[0] > 10
         assert ev["total_n_pred"].iloc[0] > 10
@@ -118,22 +144,26 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     # an immediate second run has nothing to do
     assert planned_jobs(work) == Counter()
 
-    # a changed watershed parameter reruns watershed and everything after it, never U-Net training or inference
+    # a changed watershed parameter reruns watershed and everything after it (with the picker, which learns from
+    # the U-Net candidates), never model training or inference
     model, maps = work / "results" / "models" / "unet" / "all.pt", res / "A01" / "unet.zarr" / "zarr.json"
-    before = {model: mtime(model), maps: mtime(maps)}
+    mrcnn = work / "results" / "models" / "maskrcnn" / "all.pt"
+    before = {model: mtime(model), maps: mtime(maps), mrcnn: mtime(mrcnn)}
     edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well"} | PLATE_RULES | PICKER_RULES, jobs
     assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
-    assert jobs[("evaluate", "unet")] == 1 and ("evaluate", "classical") not in jobs
+    assert jobs[("evaluate", "unet")] == 1 and jobs[("evaluate", "ensemble")] == 1
+    assert ("evaluate", "classical") not in jobs and ("evaluate", "maskrcnn") not in jobs
     run_snakemake(work)
     assert {p: mtime(p) for p in before} == before
     assert planned_jobs(work) == Counter()
 
-    # a changed classical parameter reruns only the classical labels and their evaluation
+    # a changed classical parameter reruns only the classical labels and their evaluations
     edit_config(work, segmentation__classical={**yaml.safe_load((work / "config.yaml").read_text())["segmentation"]["classical"], "sigma": 2.0})
     jobs = planned_jobs(work)
-    assert set(jobs) == {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical")}, jobs
+    expected = {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical"), ("cross_validate_ensemble", "")}
+    assert set(jobs) == expected, jobs
     ingest_mtime = mtime(res / "A01" / "image.zarr" / "zarr.json")
     run_snakemake(work)
     assert mtime(res / "A01" / "image.zarr" / "zarr.json") == ingest_mtime
@@ -168,9 +198,10 @@ def test_killed_inference_resumes_in_the_next_run(plate_workdir):
     well = work / "results" / "DEMO" / "A01"
     reference = open_field(well / "unet.zarr", 1)[...]
     # as if the well's infer_unet job had been killed: no maps, nothing made from them
-    for out in ("unet.zarr", "unet_labels.zarr"):
+    for out in ("unet.zarr", "unet_labels.zarr", "ensemble.zarr"):
         shutil.rmtree(well / out)
     (well / "objects.parquet").unlink()
+    (well / "picks.parquet").unlink()
     (work / "results" / "DEMO" / "wells" / "A01.csv").unlink()
 
     class Killed(Exception):
@@ -222,7 +253,8 @@ def test_killed_maskrcnn_inference_resumes_in_the_next_run(plate_workdir):
                              min_area=config["min_area"], on_tile_written=kill_after_two_tiles)
     assert read_progress(partial_path(well / "maskrcnn.zarr"))["next_tile"] == {"1": 2}
     jobs = planned_jobs(work)
-    assert set(jobs) == {("infer_maskrcnn", "A02"), ("evaluate", "maskrcnn")}, jobs  # nothing else uses it
+    assert jobs[("infer_maskrcnn", "A02")] == 1 and ("infer_maskrcnn", "A01") not in jobs, jobs
+    assert not {r for r, _ in jobs} & TRAINING_RULES, jobs
     run_snakemake(work)
     log = (work / "logs" / "DEMO" / "A02" / "infer_maskrcnn.log").read_text()
     assert "resuming at tile 2" in log and "tile 2/4 written" not in log and "tile 4/4 written" in log
@@ -240,7 +272,7 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     # watershed markers from the Mask R-CNN centroids (seed 003): only the watershed and what follows reruns
     edit_config(work, watershed__markers="points")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well"} | PLATE_RULES | PICKER_RULES, jobs
     assert ("evaluate", "maskrcnn") not in jobs
     run_snakemake(work)
     assert "markers points" in (work / "logs" / "DEMO" / "A01" / "watershed.log").read_text()
@@ -276,11 +308,12 @@ def test_pretrained_checkpoint_replaces_training(plate_workdir):
     (work / "models").mkdir()
     for engine in ("unet", "maskrcnn"):
         shutil.copy(work / "results" / "models" / engine / "all.pt", work / "models" / f"nuclei_{engine}.pt")
+    shutil.copy(work / "results" / "models" / "picker" / "picker.json", work / "models" / "picker.json")
     edit_config(work, models__source="pretrained", models__unet="models/nuclei_unet.pt",
-                models__maskrcnn="models/nuclei_maskrcnn.pt")
+                models__maskrcnn="models/nuclei_maskrcnn.pt", models__picker="models/picker.json")
     shutil.rmtree(work / "results" / "models")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"infer_unet", "infer_maskrcnn", "watershed", "measure", "summarize_well"} | PLATE_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
     edit_config(work, models__unet="models/missing.pt")
@@ -293,7 +326,8 @@ def test_cross_validation_trains_fold_models(plate_workdir):
     model = work / "results" / "models" / "unet" / "all.pt"
     before = mtime(model)
     jobs = planned_jobs(work, "cross_validate_unet")
-    assert set(jobs) == {("folds", ""), ("train_unet", "0"), ("train_unet", "1"), ("cross_validate_unet", "")}, jobs
+    # the fold models exist already: the ensemble's out-of-fold candidates needed them
+    assert set(jobs) == {("cross_validate_unet", "")}, jobs
     run_snakemake(work, "cross_validate_unet")
     assert mtime(model) == before
 

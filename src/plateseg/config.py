@@ -60,8 +60,8 @@ def check_config(config: dict) -> None:
 
 
 def engines_used(config: dict) -> set[str]:
-    """The segmentation engines a run needs: the final method, the compared label sets, and Mask R-CNN
-    when the U-Net watershed takes its markers from Mask R-CNN centroids.
+    """The segmentation methods a run needs: the final method, the compared label sets, both engines for the
+    ensemble, and Mask R-CNN when the U-Net watershed takes its markers from Mask R-CNN centroids.
 
     Examples
     --------
@@ -74,6 +74,8 @@ def engines_used(config: dict) -> set[str]:
     ev = config.get("evaluation", {})
     if ev.get("groundtruth"):
         engines |= set(ev.get("compare", []))
+    if "ensemble" in engines:
+        engines |= {"unet", "maskrcnn"}
     if "unet" in engines and config.get("watershed", {}).get("markers") == "points":
         engines.add("maskrcnn")
     return engines
@@ -83,11 +85,12 @@ def _check_training(config: dict, engines: set) -> None:
     """Checks of the model sources of the deep-learning engines in use."""
     models = config.get("models", {})
     if models.get("source") == "pretrained":
-        for engine in sorted(engines & {"unet", "maskrcnn"}):
+        needed = sorted(engines & {"unet", "maskrcnn"}) + (["picker"] if "ensemble" in engines else [])
+        for engine in needed:
             ckpt = models.get(engine)
             if not ckpt or not Path(ckpt).is_file():
                 raise ConfigError(
-                    f"config key models.{engine}: models.source 'pretrained' needs an existing {engine} checkpoint file, got {ckpt!r}"
+                    f"config key models.{engine}: models.source 'pretrained' needs an existing {engine} model file, got {ckpt!r}"
                 )
         return
     folder = config.get("training", {}).get("annotations")

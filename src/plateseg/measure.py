@@ -94,11 +94,12 @@ def _columns(channels: list[str]) -> list[str]:
     return cols
 
 
-def measure_well(image_store, label_store, metadata: dict, source: str) -> pd.DataFrame:
+def measure_well(image_store, label_store, metadata: dict, source: str, picks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-object table of a well: :func:`measure_field` over its fields, with ``Metadata_*`` columns.
 
-    ``source`` fills ``Ensemble_Source`` (the engine each object's mask came from);
-    ``Ensemble_PredictedIoU`` is left empty unless a picker set it.
+    ``source`` fills ``Ensemble_Source`` (the engine each object's mask came from) and
+    ``Ensemble_PredictedIoU`` is empty, unless ``picks`` (the ensemble's ``field``, ``label``,
+    ``engine``, ``predicted_iou`` per object) gives both per object.
     """
     from .ngff import channel_names, list_fields, open_field, read_labels
 
@@ -113,4 +114,12 @@ def measure_well(image_store, label_store, metadata: dict, source: str) -> pd.Da
         out.insert(i, k, v)
     out["Ensemble_Source"] = source
     out["Ensemble_PredictedIoU"] = np.nan
+    if picks is not None:
+        key = pd.MultiIndex.from_frame(out[["Metadata_Field", "ObjectNumber"]].astype(np.int64))
+        p = picks.set_index([picks["field"].astype(np.int64), picks["label"].astype(np.int64)])
+        missing = ~key.isin(p.index)
+        if missing.any():
+            raise ValueError(f"{label_store}: {int(missing.sum())} object(s) without a row in the picks table")
+        out["Ensemble_Source"] = p["engine"].reindex(key).to_numpy()
+        out["Ensemble_PredictedIoU"] = p["predicted_iou"].reindex(key).to_numpy(np.float64)
     return out

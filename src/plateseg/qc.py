@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 
 from .io import atomic_path  # noqa: E402
 
-__all__ = ["plate_grid", "plate_heatmaps"]
+__all__ = ["plate_grid", "plate_heatmaps", "importance_figure"]
 
 log = logging.getLogger("plateseg.qc")
 
@@ -68,3 +68,16 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     log.info("wrote %s (%s)", out, ", ".join(c for c, _ in panels))
+
+
+def importance_figure(importances: pd.DataFrame, path, top: int = 25) -> None:
+    """Horizontal bar chart of the picker's feature importances (share of the total gain), atomically."""
+    df = importances.head(top).iloc[::-1]
+    fig, ax = plt.subplots(figsize=(6, 0.3 * len(df) + 1.2))
+    ax.barh(df["feature"], df["gain_share"], color="#4c72b0")
+    ax.set_xlabel("share of total gain (mean over boosters)")
+    ax.set_title("Ensemble picker: feature importance")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -45,7 +45,7 @@ PLATES = sorted(MANIFEST["plate"].unique())
 WELLS = {p: sorted(MANIFEST.loc[MANIFEST["plate"] == p, "well"].unique()) for p in PLATES}
 ALL_WELLS = sorted({w for ws in WELLS.values() for w in ws})
 # label sets a well can have (method -> label store name); the configured method's set is the final one
-LABELSETS = {"classical": "classical", "unet": "unet_labels", "maskrcnn": "maskrcnn"}
+LABELSETS = {"classical": "classical", "unet": "unet_labels", "maskrcnn": "maskrcnn", "ensemble": "ensemble"}
 FOLDS = [str(k) for k in range(config["training"]["folds"])]
 
 
@@ -182,6 +182,36 @@ def model_checkpoint(engine):
     return _checkpoint
 
 
+def oof_inputs(wildcards):
+    """Fold k's models of both engines, the fold table and the training data (oof_candidates)."""
+    return {
+        "unet": f"results/models/unet/{wildcards.fold}.pt",
+        "maskrcnn": f"results/models/maskrcnn/{wildcards.fold}.pt",
+        "folds": "results/training/folds.csv",
+        "annotations": training_annotation_files(wildcards),
+    }
+
+
+def picker_params():
+    """plateseg.ensemble.PickerParams from config ensemble.picker, seeded by training.seed."""
+    return canonical({**config["ensemble"]["picker"], "seed": config["training"]["seed"]})
+
+
+def picker_file():
+    """The picker that rule pick uses, trained here or the configured pretrained file."""
+    if config["models"]["source"] == "pretrained":
+        return config["models"]["picker"]
+    return "results/models/picker/picker.json"
+
+
+def measure_inputs(wildcards):
+    """The well image and its final labels, plus the picks table for the ensemble (engine, predicted IoU)."""
+    inputs = {"image": f"results/{wildcards.plate}/{wildcards.well}/image.zarr", "labels": final_labels(wildcards)}
+    if config["segmentation"]["method"] == "ensemble":
+        inputs["picks"] = f"results/{wildcards.plate}/{wildcards.well}/picks.parquet"
+    return inputs
+
+
 def watershed_inputs(wildcards):
     """U-Net maps, plus the Mask R-CNN instance table when its centroids are the markers (seed 003)."""
     inputs = {"maps": f"results/{wildcards.plate}/{wildcards.well}/unet.zarr"}
@@ -235,6 +265,9 @@ def final_outputs():
         out += [f"results/{p}/plate_summary.csv", f"results/{p}/qc/plate_counts.png"]
         if config["evaluation"]["groundtruth"]:
             out += [f"results/{p}/evaluation/{labelset}.csv" for labelset in evaluated_labelsets()]
+    if config["segmentation"]["method"] == "ensemble" and config["models"]["source"] == "train":
+        # the engines, ensemble and oracle compared on the annotated images (held out from every model)
+        out += ["results/models/picker/cv_metrics.csv", "results/models/picker/importances.png"]
     return out
 
 

@@ -1,8 +1,7 @@
 rule measure:
     """One row per object of the well's final labels: location, shape and per-channel intensity."""
     input:
-        image="results/{plate}/{well}/image.zarr",
-        labels=final_labels,
+        unpack(measure_inputs),
     output:
         "results/{plate}/{well}/objects.parquet",
     params:
