@@ -34,26 +34,17 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import COLUMNS, REPO, dsb_split, object_scores, write_section  # noqa: E402
+from unet_dsb import COLUMNS, REPO, common_args, dsb_split, object_scores, setup_logging, write_section  # noqa: E402
 
 SECTION = "## Mask R-CNN on DSB2018 fluo"
 
 
 def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    default_data = os.environ.get("PLATESEG_DSB2018") or str(REPO / ".." / "shared" / "data" / "dsb2018" / "fluo")
-    ap.add_argument("--data", default=default_data)
+    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "maskrcnn_dsb")
     ap.add_argument("--budget-minutes", type=float, default=65.0,
                     help="wall-time budget of Mask R-CNN training")
-    ap.add_argument("--fold", type=int, default=0)
-    ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--val-groups-k", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "maskrcnn_dsb"))
     ap.add_argument("--unet", default=str(REPO / "bench" / "out" / "unet_dsb"),
                     help="output folder of bench/unet_dsb.py (unet.pt, metrics.csv, run.json)")
-    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
-    ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--backbone", default="resnet18")
     ap.add_argument("--fpn-channels", type=int, default=128)
     ap.add_argument("--box-head-dim", type=int, default=512)
@@ -70,16 +61,6 @@ def parse_args(argv=None):
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: tiny budget, 20 test and 10 validation images")
     return ap.parse_args(argv)
-
-
-def setup_logging(out: Path) -> logging.Logger:
-    log = logging.getLogger("bench")
-    log.setLevel(logging.INFO)
-    fmt = logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S")
-    for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(out / "run.log", mode="w")):
-        h.setFormatter(fmt)
-        log.addHandler(h)
-    return log
 
 
 def train_within_budget(images, masks, base: dict, args, log):
@@ -121,7 +102,8 @@ def train_within_budget(images, masks, base: dict, args, log):
         new, _ = train_maskrcnn(images, masks, params, log=logging.getLogger("bench.maskrcnn"),
                                 on_epoch_end=guard, initial_weights=weights)
         stopped = len(recs) < epochs
-        if stopped and weights is not None:
+        if stopped and weights is not None and len(recs) < 0.75 * epochs:
+            # cut early, its learning rate is still high: the previous chunk's end is the better model
             log.warning("chunk %d cut short: keeping the weights of the end of chunk %d", chunk + 1, chunk)
         else:
             model = new
@@ -155,7 +137,7 @@ def main(argv=None):
     t_run = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    log = setup_logging(out)
+    log = setup_logging(out, ())
     logging.getLogger("bench.maskrcnn").setLevel(logging.INFO)
 
     import numpy as np

@@ -35,20 +35,27 @@ REPO = Path(__file__).resolve().parents[1]
 SECTION = "## U-Net on DSB2018 fluo"
 
 
-def parse_args(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def common_args(ap: argparse.ArgumentParser, name: str) -> argparse.ArgumentParser:
+    """The options every DSB2018 benchmark shares: data, split, seed, threads, output folder, results file."""
     default_data = os.environ.get("PLATESEG_DSB2018") or str(REPO / ".." / "shared" / "data" / "dsb2018" / "fluo")
     ap.add_argument("--data", default=default_data,
                     help="annotated folder (default: $PLATESEG_DSB2018 or ../shared/data/dsb2018/fluo "
                          "relative to the repo root)")
-    ap.add_argument("--budget-minutes", type=float, default=45.0,
-                    help="wall-time budget of U-Net training (warm-up included)")
     ap.add_argument("--fold", type=int, default=0, help="held-out fold")
     ap.add_argument("--k", type=int, default=5, help="number of grouped folds")
-    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "unet_dsb"))
-    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
+    ap.add_argument("--val-groups-k", type=int, default=8,
+                    help="the validation split is one of this many grouped folds of the training folds")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    ap.add_argument("--out", default=str(REPO / "bench" / "out" / name))
+    ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
+    return ap
+
+
+def parse_args(argv=None):
+    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "unet_dsb")
+    ap.add_argument("--budget-minutes", type=float, default=45.0,
+                    help="wall-time budget of U-Net training (warm-up included)")
     ap.add_argument("--encoder", default="resnet18")
     ap.add_argument("--crop", type=int, default=128)
     ap.add_argument("--batch", type=int, default=8)
@@ -60,8 +67,6 @@ def parse_args(argv=None):
                     help="steps of the first training chunk (also measures the speed)")
     ap.add_argument("--min-chunk-steps", type=int, default=120,
                     help="do not start a further chunk shorter than this")
-    ap.add_argument("--val-groups-k", type=int, default=8,
-                    help="the watershed-tuning split is one of this many grouped folds of the training folds")
     ap.add_argument("--classical-images", type=int, default=40,
                     help="training-fold images used for the classical settings grid")
     ap.add_argument("--tile", type=int, default=256)
@@ -71,15 +76,18 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def setup_logging(out: Path) -> logging.Logger:
+def setup_logging(out: Path, libraries=("plateseg.unet",)) -> logging.Logger:
+    """The ``bench`` logger (and the ``libraries``' loggers) to stdout and ``out/run.log``."""
     log = logging.getLogger("bench")
     log.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S")
     for h in (logging.StreamHandler(sys.stdout), logging.FileHandler(out / "run.log", mode="w")):
         h.setFormatter(fmt)
         log.addHandler(h)
-        logging.getLogger("plateseg.unet").addHandler(h)
-    logging.getLogger("plateseg.unet").setLevel(logging.INFO)
+        for name in libraries:
+            logging.getLogger(name).addHandler(h)
+    for name in libraries:
+        logging.getLogger(name).setLevel(logging.INFO)
     return log
 
 

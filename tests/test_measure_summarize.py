@@ -41,6 +41,22 @@ def test_measure_well_adds_metadata_per_field(tmp_path):
     assert df["Ensemble_Source"].tolist() == ["classical"] and df["Ensemble_PredictedIoU"].isna().all()
 
 
+def test_measure_well_takes_engine_and_predicted_iou_from_the_picks(tmp_path):
+    img = np.ones((1, 16, 16), np.uint16)
+    lab = np.zeros((16, 16), np.uint32)
+    lab[2:5, 2:5] = 1
+    lab[8:12, 8:12] = 2
+    write_well_image(tmp_path / "image.zarr", {1: img, 3: img}, ["DNA"], 8, 1.0)
+    write_well_labels(tmp_path / "labels.zarr", {1: lab, 3: (lab == 2).astype(np.uint32)}, tile_size=8)
+    picks = pd.DataFrame({"field": [3, 1, 1], "label": [1, 2, 1], "engine": ["maskrcnn", "unet", "maskrcnn"],
+                          "predicted_iou": [0.5, 0.9, 0.7]})
+    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Well": "A01"}, "ensemble", picks)
+    assert df[["Metadata_Field", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist() == [
+        [1, 1, "maskrcnn", 0.7], [1, 2, "unet", 0.9], [3, 1, "maskrcnn", 0.5]]
+    with pytest.raises(ValueError, match="without a row in the picks"):
+        measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {}, "ensemble", picks.iloc[:2])
+
+
 def test_summarize_well_and_plate():
     objects = pd.DataFrame({
         "Metadata_Field": [1, 1, 2], "ObjectNumber": [1, 2, 1], "Location_Center_X": [1.0, 2.0, 3.0],

@@ -1,0 +1,180 @@
+"""Benchmark: the LightGBM ensemble of U-Net and Mask R-CNN on DSB2018 fluo (seed 004 Table 5.1 layout).
+
+Acceptance of issue 5. Uses the engines of ``bench/unet_dsb.py`` and ``bench/maskrcnn_dsb.py``
+(``bench/out/unet_dsb/unet.pt``, ``bench/out/maskrcnn_dsb/maskrcnn.pt``), which trained on the same
+images and never saw the validation split or the held-out fold (:func:`dsb_split`). Both engines
+predict the validation split; its candidates (features + IoU with the truth) train the picker
+(:func:`plateseg.ensemble.train_picker`, default :class:`PickerParams`). On the held-out fold, every
+candidate's IoU is predicted and :func:`plateseg.ensemble.compare_methods` scores the classical
+baseline, U-Net, Mask R-CNN, the ensemble and the oracle (the best candidate by true IoU, the upper
+bound of any picker over these candidates). Engine settings are the ones each engine's benchmark chose
+on the validation split (watershed markers and thresholds; Mask R-CNN score threshold).
+
+Run from the repository root (after the two engine benchmarks)::
+
+    .venv/bin/python bench/ensemble_dsb.py
+
+Writes the section ``## Ensemble on DSB2018 fluo`` of ``bench/RESULTS.md`` and, in ``--out``
+(default ``bench/out/ensemble_dsb``), ``metrics.csv``, ``candidates_val.parquet``,
+``candidates_test.parquet``, ``importances.csv``, ``picker.json``, ``run.log``.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from unet_dsb import REPO, common_args, dsb_split, setup_logging, write_section  # noqa: E402
+
+SECTION = "## Ensemble on DSB2018 fluo"
+
+
+def parse_args(argv=None):
+    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "ensemble_dsb")
+    ap.add_argument("--unet", default=str(REPO / "bench" / "out" / "unet_dsb"))
+    ap.add_argument("--maskrcnn", default=str(REPO / "bench" / "out" / "maskrcnn_dsb"))
+    ap.add_argument("--markers", default="centre", choices=["boundary", "centre", "points"],
+                    help="U-Net watershed markers of the U-Net candidates (settings from the U-Net benchmark)")
+    ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--halo", type=int, default=64)
+    ap.add_argument("--min-iou", type=float, default=0.3)
+    ap.add_argument("--nms-iou", type=float, default=0.3)
+    ap.add_argument("--quick", action="store_true", help="smoke test: 15 validation and 15 test images")
+    return ap.parse_args(argv)
+
+
+TABLE = [("DSB mAP", "mean_dsb_map"), ("Dice", "mean_dice"), ("Precision@0.7", "pooled_precision_70"),
+         ("Recall@0.7", "pooled_recall_70"), ("oseg", "total_over"), ("useg", "total_under"),
+         ("AP50", "coco_AP50"), ("AP75", "coco_AP75"), ("F1@0.5", "pooled_f1_50"), ("n pred", "total_n_pred")]
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    t_run = time.perf_counter()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = setup_logging(out, ())
+
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from plateseg import maskrcnn, unet
+    from plateseg.classical import segment_classical
+    from plateseg.ensemble import compare_methods, engine_predictions, field_candidates, train_picker
+
+    data = Path(args.data).resolve()
+    _, test, val, train = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed)
+    engines = {"unet": unet.load_checkpoint(Path(args.unet) / "unet.pt", "cpu"),
+               "maskrcnn": maskrcnn.load_checkpoint(Path(args.maskrcnn) / "maskrcnn.pt", "cpu")}
+    train_ids = [it[0] for it in train]
+    for name, (_, meta) in engines.items():
+        if meta.get("train_ids") != train_ids:
+            raise SystemExit(f"the {name} checkpoint was trained on another split; rerun its benchmark")
+    unet_run = json.loads((Path(args.unet) / "run.json").read_text())
+    mrcnn_run = json.loads((Path(args.maskrcnn) / "run.json").read_text())
+    if args.markers == "points":
+        watershed = {"mode": "points", **mrcnn_run["points"]}
+    else:
+        key = {"boundary": "ws_boundary", "centre": "ws_centre"}[args.markers]
+        watershed = {"mode": args.markers, **unet_run[key]}
+    detection = {"score_threshold": mrcnn_run["score_threshold"], "mask_threshold": 0.5, "min_area": 1}
+    classical_settings = unet_run["classical_settings"]
+    if args.quick:
+        val, test = val[:15], test[:15]
+    log.info("picker trains on %d validation images, tested on %d held-out images; watershed %s, detection %s",
+             len(val), len(test), watershed, detection)
+
+    def candidates(items, split):
+        tables, labels = [], {}
+        t0 = time.perf_counter()
+        for i, (image_id, image, truth) in enumerate(items, start=1):
+            maps, labs, scores = engine_predictions(image, engines["unet"], engines["maskrcnn"], args.tile,
+                                                    args.halo, 2, watershed, detection, "cpu")
+            t = field_candidates(labs, maps, scores, truth=truth)
+            t.insert(0, "image", image_id)
+            tables.append(t)
+            labels[image_id] = labs
+            if i % 10 == 0 or i == len(items):
+                log.info("%s: %d/%d images (%.0f s)", split, i, len(items), time.perf_counter() - t0)
+        table = pd.concat(tables, ignore_index=True)
+        table.to_parquet(out / f"candidates_{split}.parquet", index=False)
+        return table, labels, time.perf_counter() - t0
+
+    val_table, _, val_seconds = candidates(val, "val")
+    t0 = time.perf_counter()
+    picker = train_picker(val_table, log=log)
+    picker_seconds = time.perf_counter() - t0
+    picker.save(out / "picker.json")
+    importances = picker.importances()
+    importances.to_csv(out / "importances.csv", index=False)
+    test_table, test_labels, test_seconds = candidates(test, "test")
+    test_table["predicted_iou"] = picker.predict(test_table)
+    truths = {it[0]: it[2] for it in test}
+    classical = {it[0]: segment_classical(it[1][0], **classical_settings) for it in test}
+    summary, per_image = compare_methods(test_table, test_labels, truths, {"classical": classical},
+                                         min_iou=args.min_iou, nms_iou=args.nms_iou)
+    order = ["classical", "unet", "maskrcnn", "ensemble", "oracle"]
+    summary = summary.set_index("method").loc[order].reset_index()
+    summary.to_csv(out / "metrics.csv", index=False)
+    for name, df in per_image.items():
+        df.to_csv(out / f"per_image_{name}.csv", index=False)
+    for row in summary.itertuples():
+        log.info("%s: mAP %.4f Dice %.4f P@0.7 %.3f R@0.7 %.3f", row.method, row.mean_dsb_map, row.mean_dice,
+                 row.pooled_precision_70, row.pooled_recall_70)
+
+    s = summary.set_index("method")
+    head = "| method | " + " | ".join(c for c, _ in TABLE) + " |"
+    lines = [head, "|---|" + "---:|" * len(TABLE)]
+    for m in order:
+        cells = [f"{int(s.loc[m, k])}" if k.startswith("total_") else f"{s.loc[m, k]:.3f}" for _, k in TABLE]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    gap_engines = s.loc["ensemble", "mean_dsb_map"] - max(s.loc["unet", "mean_dsb_map"], s.loc["maskrcnn", "mean_dsb_map"])
+    gap_oracle = s.loc["oracle", "mean_dsb_map"] - s.loc["ensemble", "mean_dsb_map"]
+    n_obj = int(sum(len(np.unique(g)) - 1 for g in truths.values()))
+    top = ", ".join(f"{r.feature} {r.gain_share:.2f}" for r in importances.head(6).itertuples())
+    cmd = ".venv/bin/python bench/ensemble_dsb.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    smoke = "\n**SMOKE RUN** (`--quick`): numbers are not the benchmark.\n" if args.quick else ""
+    text = f"""{SECTION}
+{smoke}
+Seed 004 Table 5.1 layout on the held-out grouped fold {args.fold} ({len(test)} images, {n_obj} nuclei;
+the same images as the sections above). Precision, recall and over/under-segmentation at IoU 0.7
+(pooled over the fold), DSB mAP (IoU > 0.5:0.95, mean over images), Dice (mean per image).
+
+{chr(10).join(lines)}
+
+- **Ensemble minus the better engine: {gap_engines:+.3f} mAP; oracle minus ensemble: {gap_oracle:+.3f} mAP**
+  (the oracle keeps, by the same greedy NMS, the candidates with the highest *true* IoU: the ceiling
+  of any picker over these candidates). Seed 004 (fluorescence, pretrained ResNet101 engines):
+  U-Net 0.564, Mask R-CNN 0.569, ensemble 0.570.
+- Share of kept objects: ensemble {s.loc['ensemble', 'share_unet']:.0%} U-Net /
+  {s.loc['ensemble', 'share_maskrcnn']:.0%} Mask R-CNN (oracle {s.loc['oracle', 'share_unet']:.0%} /
+  {s.loc['oracle', 'share_maskrcnn']:.0%}; seed 004: 41% / 59%). Predicted vs true IoU of the
+  {len(test_table)} held-out candidates: Pearson {s.loc['ensemble', 'iou_pearson']:.3f}, Spearman
+  {s.loc['ensemble', 'iou_spearman']:.3f}.
+- **Picker**: `train_picker` with the default `PickerParams` (5 LightGBM boosters, 300 trees, learning
+  rates 0.03/0.05/0.1, leaves 15/31/63, feature fractions 0.7/0.85/1.0, averaged) on the
+  {len(val_table)} candidates of the {len(val)} validation images (never trained on by either engine),
+  {picker_seconds:.1f} s. Thresholds: predicted IoU >= {args.min_iou}, NMS IoU {args.nms_iou}.
+  Top features (share of gain): {top}.
+- **Candidates**: U-Net of the U-Net section, watershed markers {watershed}; Mask R-CNN of the Mask
+  R-CNN section, {detection}; tiles {args.tile} + halo {args.halo}. Classical: {classical_settings}.
+  Candidate generation: {val_seconds:.0f} s (validation) + {test_seconds:.0f} s (test) on CPU.
+- Machine: {platform.machine()} Linux, {os.cpu_count()} cores, no GPU; torch {torch.__version__},
+  {args.threads} threads. Date {_dt.date.today().isoformat()}; total {(time.perf_counter() - t_run) / 60:.1f} min.
+- **Command**: `{cmd.strip()}`
+"""
+    write_section(Path(args.results), text, SECTION)
+    log.info("wrote %s (%.1f min)", args.results, (time.perf_counter() - t_run) / 60)
+
+
+if __name__ == "__main__":
+    main()
