@@ -16,7 +16,8 @@ Run from the repository root (after the two engine benchmarks)::
 
 Writes the section ``## Ensemble on DSB2018 fluo`` of ``bench/RESULTS.md`` and, in ``--out``
 (default ``bench/out/ensemble_dsb``), ``metrics.csv``, ``candidates_val.parquet``,
-``candidates_test.parquet``, ``importances.csv``, ``picker.json``, ``run.log``.
+``candidates_test.parquet`` (features, true IoU), ``labels_val.npz``/``labels_test.npz`` (the candidates'
+label images), ``importances.csv``, ``picker.json``, ``run.log``.
 """
 from __future__ import annotations
 
@@ -107,6 +108,8 @@ def main(argv=None):
                 log.info("%s: %d/%d images (%.0f s)", split, i, len(items), time.perf_counter() - t0)
         table = pd.concat(tables, ignore_index=True)
         table.to_parquet(out / f"candidates_{split}.parquet", index=False)
+        np.savez_compressed(out / f"labels_{split}.npz",
+                            **{f"{i}/{e}": lab for i, labs in labels.items() for e, lab in labs.items()})
         return table, labels, time.perf_counter() - t0
 
     val_table, _, val_seconds = candidates(val, "val")

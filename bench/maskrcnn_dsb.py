@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from unet_dsb import COLUMNS, REPO, common_args, dsb_split, object_scores, setup_logging, write_section  # noqa: E402
 
 SECTION = "## Mask R-CNN on DSB2018 fluo"
+SCORE_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 
 
 def parse_args(argv=None):
@@ -58,6 +59,8 @@ def parse_args(argv=None):
     ap.add_argument("--min-chunk-steps", type=int, default=150)
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--halo", type=int, default=64)
+    ap.add_argument("--checkpoint", default=None,
+                    help="evaluate this checkpoint (written by an earlier run on the same split) instead of training")
     ap.add_argument("--quick", action="store_true",
                     help="smoke test: tiny budget, 20 test and 10 validation images")
     return ap.parse_args(argv)
@@ -146,7 +149,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     from plateseg.annotated import data_hash
-    from plateseg.maskrcnn import centroids, checkpoint_meta, predict_instances, save_checkpoint
+    from plateseg.maskrcnn import centroids, checkpoint_meta, load_checkpoint, predict_instances, save_checkpoint
     from plateseg.metrics import dsb_map_dataset, evaluate_dataset
     from plateseg.unet import load_checkpoint as load_unet
     from plateseg.unet import predict_maps
@@ -169,13 +172,19 @@ def main(argv=None):
     base = dict(backbone=args.backbone, fpn_channels=args.fpn_channels, box_head_dim=args.box_head_dim,
                 mask_head_channels=args.mask_head_channels, crop_size=args.crop, batch_size=args.batch,
                 device="cpu", amp=False, val_every=10**6, box_batch_size_per_image=256)
-    model, params, history, tinfo = train_within_budget(
-        [it[1] for it in train], [it[2] for it in train], base, args, log)
-    meta = checkpoint_meta(params, data_hash=data_hash(data), history=history, fold=args.fold,
-                           k=args.k, train_ids=[it[0] for it in train], val_ids=[it[0] for it in val],
-                           bench=tinfo)
-    save_checkpoint(out / "maskrcnn.pt", model, meta)
-    pd.DataFrame(history).to_csv(out / "history.csv", index=False)
+    if args.checkpoint:  # evaluate a model this script trained earlier (same split), no training
+        model, meta = load_checkpoint(args.checkpoint, "cpu")
+        if meta.get("train_ids") != [it[0] for it in train]:
+            raise SystemExit(f"{args.checkpoint} was trained on another split")
+        tinfo = meta["bench"]
+    else:
+        model, params, history, tinfo = train_within_budget(
+            [it[1] for it in train], [it[2] for it in train], base, args, log)
+        meta = checkpoint_meta(params, data_hash=data_hash(data), history=history, fold=args.fold,
+                               k=args.k, train_ids=[it[0] for it in train], val_ids=[it[0] for it in val],
+                               bench=tinfo)
+        save_checkpoint(out / "maskrcnn.pt", model, meta)
+        pd.DataFrame(history).to_csv(out / "history.csv", index=False)
     log.info("training: %s", tinfo)
 
     def detect(its, thr):
@@ -186,7 +195,7 @@ def main(argv=None):
     # score threshold on the validation split
     tuning = []
     best = None
-    for thr in (0.3, 0.5, 0.7):
+    for thr in SCORE_THRESHOLDS:
         labs, _ = detect(val, thr)
         score = dsb_map_dataset(zip([it[2] for it in val], labs), tie="gt")
         tuning.append({"method": "maskrcnn", "score_threshold": thr, "dsb_map": score})
@@ -255,7 +264,7 @@ detection score for COCO AP.
   in {tinfo['train_seconds'] / 60:.1f} min**{' (last chunk cut by the budget guard)' if tinfo['stopped_by_guard'] else ''};
   final loss {tinfo['final_loss']:.3f}. Tiled inference (tile {args.tile}, halo {args.halo},
   centroid ownership, nearest-centroid overlap resolution), score threshold {thr} (best of
-  0.3/0.5/0.7 on the {len(val)} validation images, mAP {best[1]:.3f}); {predict_seconds:.0f} s
+  {"/".join(str(t) for t in SCORE_THRESHOLDS)} on the {len(val)} validation images, mAP {best[1]:.3f}); {predict_seconds:.0f} s
   for the held-out fold on CPU.
 - **unet-points**: the U-Net of the section above, watershed of its foreground from the Mask
   R-CNN centroids (seed 003), {best_pts[0]} (validation mAP {best_pts[1]:.3f}).
