@@ -47,6 +47,8 @@ def parse_args(argv=None):
     ap.add_argument("--halo", type=int, default=64)
     ap.add_argument("--min-iou", type=float, default=0.3)
     ap.add_argument("--nms-iou", type=float, default=0.3)
+    ap.add_argument("--tune", action="store_true",
+                    help="choose --min-iou and --nms-iou on the validation split (picker cross-validated there)")
     ap.add_argument("--quick", action="store_true", help="smoke test: 15 validation and 15 test images")
     return ap.parse_args(argv)
 
@@ -70,7 +72,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     from plateseg import maskrcnn, unet
     from plateseg.classical import segment_classical
-    from plateseg.ensemble import compare_methods, engine_predictions, field_candidates, train_picker
+    from plateseg.ensemble import compare_methods, engine_predictions, field_candidates, pick, train_picker
 
     data = Path(args.data).resolve()
     _, test, val, train = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed)
@@ -112,7 +114,28 @@ def main(argv=None):
                             **{f"{i}/{e}": lab for i, labs in labels.items() for e, lab in labs.items()})
         return table, labels, time.perf_counter() - t0
 
-    val_table, _, val_seconds = candidates(val, "val")
+    val_table, val_labels, val_seconds = candidates(val, "val")
+    tuning = []
+    if args.tune:
+        # thresholds chosen on the validation split, each image's IoUs predicted by a picker trained on the other
+        # validation images (5 groups of images), never on the test fold
+        from plateseg.ensemble import cross_validated_predictions
+        from plateseg.metrics import dsb_map_dataset
+
+        group = {image_id: k % 5 for k, image_id in enumerate(sorted(val_table["image"].unique()))}
+        val_table["group"] = val_table["image"].map(group)
+        val_table["predicted_iou"] = cross_validated_predictions(val_table, group="group")
+        by_image = dict(tuple(val_table.groupby("image")))
+        for min_iou in (0.3, 0.4, 0.5, 0.6):
+            for nms_iou in (0.2, 0.3, 0.5):
+                preds = [pick(val_labels[i], by_image[i], min_iou=min_iou, nms_iou=nms_iou)[0] for i in val_labels]
+                score = dsb_map_dataset(zip([it[2] for it in val], preds), tie="gt")
+                tuning.append({"min_iou": min_iou, "nms_iou": nms_iou, "val_dsb_map": score})
+                log.info("validation: min_iou %.1f nms_iou %.1f -> mAP %.4f", min_iou, nms_iou, score)
+        best = max(tuning, key=lambda r: r["val_dsb_map"])
+        args.min_iou, args.nms_iou = best["min_iou"], best["nms_iou"]
+        pd.DataFrame(tuning).to_csv(out / "tuning.csv", index=False)
+        val_table = val_table.drop(columns=["group", "predicted_iou"])
     t0 = time.perf_counter()
     picker = train_picker(val_table, log=log)
     picker_seconds = time.perf_counter() - t0
@@ -144,6 +167,9 @@ def main(argv=None):
     gap_oracle = s.loc["oracle", "mean_dsb_map"] - s.loc["ensemble", "mean_dsb_map"]
     n_obj = int(sum(len(np.unique(g)) - 1 for g in truths.values()))
     top = ", ".join(f"{r.feature} {r.gain_share:.2f}" for r in importances.head(6).itertuples())
+    tune_text = (f" (best validation mAP {max(r['val_dsb_map'] for r in tuning):.3f} of a {len(tuning)}-point grid "
+                 "over min_iou 0.3-0.6 and nms_iou 0.2/0.3/0.5, the picker cross-validated over 5 groups of validation "
+                 "images; `tuning.csv`)") if tuning else ""
     cmd = ".venv/bin/python bench/ensemble_dsb.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     smoke = "\n**SMOKE RUN** (`--quick`): numbers are not the benchmark.\n" if args.quick else ""
     text = f"""{SECTION}
@@ -166,7 +192,7 @@ the same images as the sections above). Precision, recall and over/under-segment
 - **Picker**: `train_picker` with the default `PickerParams` (5 LightGBM boosters, 300 trees, learning
   rates 0.03/0.05/0.1, leaves 15/31/63, feature fractions 0.7/0.85/1.0, averaged) on the
   {len(val_table)} candidates of the {len(val)} validation images (never trained on by either engine),
-  {picker_seconds:.1f} s. Thresholds: predicted IoU >= {args.min_iou}, NMS IoU {args.nms_iou}.
+  {picker_seconds:.1f} s. Thresholds: predicted IoU >= {args.min_iou}, NMS IoU {args.nms_iou}{tune_text}.
   Top features (share of gain): {top}.
 - **Candidates**: U-Net of the U-Net section, watershed markers {watershed}; Mask R-CNN of the Mask
   R-CNN section, {detection}; tiles {args.tile} + halo {args.halo}. Classical: {classical_settings}.
