@@ -111,6 +111,19 @@ def _write_progress(partial: Path, record: dict) -> None:
         tmp.write_text(json.dumps(record, sort_keys=True))
 
 
+def _open_well(image, out, checkpoint, load_checkpoint, device, channels, tile_size):
+    """What both engines' well inference starts from: paths, the fields (lazy arrays), the tile size
+    (default the image chunk), the model and its metadata, and the channels fed to it."""
+    image, out = Path(image), Path(out)
+    fields = list_fields(image)
+    arrays = {f: open_field(image, f) for f in fields}
+    if tile_size is None:
+        tile_size = int(arrays[fields[0]].chunks[-1])
+    model, meta = load_checkpoint(checkpoint, device)
+    chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
+    return image, out, partial_path(out), fields, arrays, tile_size, model, meta, chans
+
+
 def _open_partial(partial: Path, fingerprint: str, fields, create: Callable, log) -> dict:
     """The progress record of ``partial``: resumed if made with ``fingerprint``, else a new store.
 
@@ -198,14 +211,8 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     from .unet import load_checkpoint, predict_maps
 
     log = log or LOG
-    image, out = Path(image), Path(out)
-    partial = partial_path(out)
-    fields = list_fields(image)
-    arrays = {f: open_field(image, f) for f in fields}
-    if tile_size is None:
-        tile_size = int(arrays[fields[0]].chunks[-1])
-    model, meta = load_checkpoint(checkpoint, device)
-    chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
+    image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
+        image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype)}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
 
@@ -275,20 +282,14 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     import pandas as pd
 
     from .io import write_table
-    from .maskrcnn import TABLE_COLUMNS, load_checkpoint, predict_instances, relabel_instances
+    from .maskrcnn import TABLE_COLUMNS, default_id_stride, load_checkpoint, predict_instances, relabel_instances
     from .ngff import create_well_labels
 
     log = log or LOG
-    image, out = Path(image), Path(out)
-    partial = partial_path(out)
+    image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
+        image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     rows_dir = partial / "rows"
-    fields = list_fields(image)
-    arrays = {f: open_field(image, f) for f in fields}
-    if tile_size is None:
-        tile_size = int(arrays[fields[0]].chunks[-1])
-    model, meta = load_checkpoint(checkpoint, device)
-    chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
-    id_stride = 1 << int(np.ceil(np.log2(int(meta["arch"]["box_detections_per_img"]) + 1)))
+    id_stride = default_id_stride(meta)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
                 "min_area": int(min_area), "id_stride": int(id_stride)}
@@ -330,9 +331,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
             table = (pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True) if parts
                      else pd.DataFrame({c: [] for c in TABLE_COLUMNS}).astype({"label": np.uint32}))
             src = label_array(root, f)
-            h, w = shapes[f]
-            chunks = [(slice(y, min(y + tile_size, h)), slice(x, min(x + tile_size, w)))
-                      for y in range(0, h, tile_size) for x in range(0, w, tile_size)]
+            chunks = [t.core for t in tile_grid(shapes[f], tile_size, 0)]
             present = set()
             for sl in chunks:
                 present.update(np.unique(src[sl]).tolist())

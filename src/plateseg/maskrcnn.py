@@ -85,6 +85,7 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "predict_instances",
+    "default_id_stride",
     "resolve_overlaps",
     "relabel_instances",
     "centroids",
@@ -1042,6 +1043,17 @@ def _tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int
     return out, table(rows_all)
 
 
+def default_id_stride(meta: dict) -> int:
+    """Label id stride per tile of a model: the next power of two above its detections per tile.
+
+    Examples
+    --------
+    >>> default_id_stride({"arch": {"box_detections_per_img": 1000}})
+    1024
+    """
+    return 1 << int(math.ceil(math.log2(int(meta["arch"]["box_detections_per_img"]) + 1)))
+
+
 def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, halo: int = 32,
                       batch_size: int = 2, device=None, *, score_threshold: float = 0.5,
                       mask_threshold: float = 0.5, min_area: int = 1, start: int = 0,
@@ -1146,7 +1158,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         return res
 
     if id_stride is None:
-        id_stride = 1 << int(math.ceil(math.log2(int(meta["arch"]["box_detections_per_img"]) + 1)))
+        id_stride = default_id_stride(meta)
     if tile_size is None:
         tile_size = (h, w)
     if relabel is None:
