@@ -93,8 +93,9 @@ def setup_logging(out: Path, libraries=("plateseg.unet",)) -> logging.Logger:
 
 # --------------------------------------------------------------------------- split
 
-def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int = 0):
-    """The benchmarks' split of an annotated folder: ``(items, test, val, train)``.
+def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int = 0, groups: bool = False):
+    """The benchmarks' split of an annotated folder: ``(items, test, val, train)`` (and, with
+    ``groups``, a fifth element: image id -> image group of :func:`plateseg.annotated.grouped_folds`).
 
     ``test`` is held-out grouped fold ``fold`` of ``grouped_folds(k, seed=0)``; ``val`` is
     grouped fold 0 of ``val_groups_k`` of the remaining images (``seed + 1``), used only to tune
@@ -116,7 +117,7 @@ def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int 
     val_ids = set(sub.loc[sub["fold"] == 0, "id"])
     val = [it for it in rest if it[0] in val_ids]
     train = [it for it in rest if it[0] not in val_ids]
-    return items, test, val, train
+    return (items, test, val, train, group_of) if groups else (items, test, val, train)
 
 
 # --------------------------------------------------------------------------- classical

@@ -39,7 +39,27 @@ def test_features_are_identical_for_identical_masks_anywhere_in_the_image():
     cols = [c for c in f1.columns if c != "label"]
     assert len(f1) == 2 and f1["best_iou_other"].iloc[0] > 0.3 and f1["score"].iloc[1] == 0.9
     pd.testing.assert_frame_equal(f1[cols], f2[cols], check_exact=False, rtol=1e-6)
-    assert f1[cols].notna().sum().sum() == f1[cols].size - 1  # only the U-Net candidate's score is NaN
+    # only the U-Net candidate's own score and the score of the Mask R-CNN candidate's (U-Net) rival are NaN
+    assert f1[cols].notna().sum().sum() == f1[cols].size - 2
+    assert f1["other_score"].iloc[0] == 0.9 and np.isnan(f1["other_score"].iloc[1])
+
+
+def test_rival_and_field_features_on_known_masks():
+    """Rival (best-overlapping candidate of the other engine), size relative to the field, contact with neighbours."""
+    u = np.zeros((20, 40), np.int32)
+    u[2:8, 2:8] = 1  # 36 px, touches 2 along one side
+    u[2:8, 8:14] = 2  # 36 px
+    u[12:18, 30:39] = 4  # 54 px, alone
+    m = np.zeros_like(u)
+    m[2:8, 2:14] = 9  # the pair merged: 72 px
+    f = candidate_features({"unet": u, "maskrcnn": m}, scores={"maskrcnn": {9: 0.8}}).set_index(["engine", "label"])
+    assert f.loc[("unet", 1), "touch_frac"] == pytest.approx(6 / 20)  # 6 of its 20 edge pixels touch label 2
+    assert f.loc[("unet", 4), "touch_frac"] == 0 and f.loc[("maskrcnn", 9), "touch_frac"] == 0
+    assert f.loc[("unet", 4), "area_rel"] == pytest.approx(54 / 36) and f.loc[("maskrcnn", 9), "area_rel"] == 1
+    assert f.loc[("unet", 1), "field_density"] == pytest.approx(3 * 1e4 / 800)
+    assert f.loc[("unet", 1), "other_area_ratio"] == 0.5 and f.loc[("unet", 1), "other_score"] == 0.8
+    assert f.loc[("maskrcnn", 9), "other_area_ratio"] == 2 and f.loc[("maskrcnn", 9), "other_solidity"] == 1
+    assert np.isnan(f.loc[("unet", 4), "other_area_ratio"]) and np.isnan(f.loc[("unet", 4), "other_score"])
 
 
 def test_targets_and_overlaps_on_known_masks():

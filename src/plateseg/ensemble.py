@@ -50,6 +50,8 @@ SHAPE_FEATURES = ("area", "perimeter", "eccentricity", "area_convex", "solidity"
                   "axis_major_length", "axis_minor_length", "equivalent_diameter_area", "euler_number",
                   "area_filled")
 MAP_FEATURES = ("fg_mean", "fg_min", "boundary_mean", "boundary_max", "centre_max", "ring_fg_mean")
+# features of a candidate's rival (the other engines' candidate overlapping it most), as ``other_<name>``
+RIVAL_FEATURES = ("area", "score", "fg_mean", "solidity")
 
 
 def _dense(labels: np.ndarray):
@@ -110,14 +112,19 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None) -> p
         for the one with the larger label), and the overlap with the other engines' candidates:
         ``n_overlap_other`` (how many overlap this one), ``best_iou_other`` (the largest IoU with
         one of them), ``covered_other`` (share of this mask they cover, mean over the other
-        engines). Nothing depends on the mask's position in the field.
+        engines); its rival (the other engines' candidate with the largest IoU with it):
+        ``other_area_ratio`` (this area / the rival's), ``other_score``, ``other_fg_mean``,
+        ``other_solidity`` (NaN without a rival); and its field: ``area_rel`` (area / median area of
+        the engine's candidates in the field), ``field_density`` (the engine's candidates per
+        10,000 px), ``touch_frac`` (share of its edge pixels touching another candidate of the
+        same engine). Nothing depends on the mask's position in the field.
     """
     from skimage.measure import regionprops_table
 
     engines = list(labels)
     maps = None if maps is None else np.asarray(maps, np.float32)
     scores = scores or {}
-    frames = []
+    frames = {}
     for k, engine in enumerate(engines):
         lab = np.asarray(labels[engine])
         ids, dense = _dense(lab)
@@ -151,19 +158,46 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None) -> p
         else:
             for f in MAP_FEATURES:
                 df[f] = np.nan
+        # the field around it: size relative to the engine's typical object, crowding, contact
+        df["area_rel"] = df["area"] / float(np.median(df["area"]))
+        df["field_density"] = np.float64(n * 1e4 / dense.size)
+        df["touch_frac"] = _touching_share(dense, n)
+        frames[engine] = df
+    if not frames:
+        return pd.DataFrame(columns=["engine", "label", "engine_index"])
+    lookup = pd.concat(list(frames.values())).set_index(["engine", "label"])[list(RIVAL_FEATURES)]
+    for engine, df in frames.items():
+        lab = np.asarray(labels[engine])
         others = [pair_overlaps(lab, labels[o]).assign(engine=o) for o in engines if o != engine]
-        ov = pd.concat(others, ignore_index=True) if others else pair_overlaps(lab, np.zeros_like(lab))
+        ov = pd.concat(others, ignore_index=True) if others else pair_overlaps(lab, np.zeros_like(lab)).assign(engine="")
         g = ov.groupby("label_a")
         df["n_overlap_other"] = df["label"].map(g.size()).fillna(0).astype(np.float64)
         df["best_iou_other"] = df["label"].map(g["iou"].max()).fillna(0.0).astype(np.float64)
         # share of the mask the other engines' candidates cover (mean over the other engines)
         covered = df["label"].map(g["inter"].sum()).fillna(0) / df["area"] / max(len(others), 1)
         df["covered_other"] = covered.astype(np.float64)
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame(columns=["engine", "label", "engine_index"])
-    out = pd.concat(frames, ignore_index=True)
-    return out
+        # its rival: the other engines' candidate with the largest IoU with it (NaN without one)
+        best = ov.sort_values(["iou", "engine", "label_b"], ascending=[False, True, True], kind="stable")
+        best = best.drop_duplicates("label_a").set_index("label_a").reindex(df["label"])
+        rival = lookup.reindex(pd.MultiIndex.from_arrays([best["engine"].fillna(""),
+                                                          best["label_b"].fillna(0).astype(np.int64)]))
+        df["other_area_ratio"] = df["area"].to_numpy() / rival["area"].to_numpy(np.float64)
+        for f in RIVAL_FEATURES[1:]:
+            df[f"other_{f}"] = rival[f].to_numpy(np.float64)
+    return pd.concat(list(frames.values()), ignore_index=True)
+
+
+def _touching_share(dense: np.ndarray, n: int) -> np.ndarray:
+    """Per object 1..n of a dense label image: share of its edge pixels that touch another object."""
+    foot = np.ones((3, 3), bool)
+    hi = ndi.grey_dilation(dense, footprint=foot, mode="nearest")
+    lo = ndi.grey_erosion(np.where(dense > 0, dense, n + 1), footprint=foot, mode="nearest")
+    inside = dense > 0
+    touch = inside & ((hi != dense) | (lo != dense))
+    edge = touch | (inside & (ndi.grey_erosion(dense, footprint=foot, mode="constant", cval=0) != dense))
+    n_edge = np.bincount(dense[edge], minlength=n + 1)[1:]
+    n_touch = np.bincount(dense[touch], minlength=n + 1)[1:]
+    return n_touch / np.maximum(n_edge, 1)
 
 
 def candidate_targets(labels: np.ndarray, truth: np.ndarray) -> pd.Series:
@@ -429,14 +463,18 @@ def engine_predictions(image, unet, maskrcnn, tile_size: int, halo: int, batch_s
     return maps, {"unet": ulab, "maskrcnn": mlab}, {"maskrcnn": dict(zip(mtab["label"].tolist(), mtab["score"].tolist()))}
 
 
-def cross_validated_predictions(table: pd.DataFrame, params=None, group: str = "fold") -> np.ndarray:
-    """Predicted IoU of every candidate by a picker trained on the other groups' candidates only."""
+def cross_validated_predictions(table: pd.DataFrame, params=None, group: str = "fold",
+                                always: pd.DataFrame | None = None) -> np.ndarray:
+    """Predicted IoU of every candidate by a picker trained on the other groups' candidates only
+    (plus the candidates of ``always``, e.g. images that are never predicted, if given)."""
     pred = np.full(len(table), np.nan)
+    features = [c for c in feature_columns(table) if c != group]
     for g in sorted(table[group].unique()):
         held = (table[group] == g).to_numpy()
-        if held.all():
+        if held.all() and always is None:
             raise ValueError("cross-validating the picker needs candidates of at least two folds")
-        picker = train_picker(table[~held], params=params)
+        train = table[~held] if always is None else pd.concat([always, table[~held]], ignore_index=True)
+        picker = train_picker(train, params=params, features=features)
         pred[held] = picker.predict(table[held])
     return pred
 
