@@ -250,7 +250,7 @@ the same images as the sections above). Precision, recall and over/under-segment
   {args.threads} threads. Date {_dt.date.today().isoformat()}; total {(time.perf_counter() - t_run) / 60:.1f} min.
 - **Command**: `{cmd.strip()}`
 - History (2026-11-22): the first version (picker trained on the validation candidates only, without the
-  rival and field features) gave ensemble 0.627 vs U-Net 0.631. Cross-fitting alone gave 0.640; the
+  rival and field features) gave ensemble 0.627 vs U-Net 0.631. Cross-fitting alone gave 0.636; the
   rival/field features (`other_*`, `area_rel`, `field_density`, `touch_frac`) were then chosen while
   looking at this fold's cross-fitted results, so part of their gain may be fitted to it (on the
   validation split alone, picker cross-validated there, they moved mAP 0.479 -> 0.480).
