@@ -34,7 +34,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import COLUMNS, REPO, common_args, dsb_split, object_scores, setup_logging, write_section  # noqa: E402
+from unet_dsb import (COLUMNS, REPO, common_args, dsb_split, object_scores, setup_logging,  # noqa: E402
+                      train_in_chunks, write_section)
 
 SECTION = "## Mask R-CNN on DSB2018 fluo"
 SCORE_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
@@ -66,66 +67,6 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def train_within_budget(images, masks, base: dict, args, log):
-    """Chunks of ``train_maskrcnn`` (warm restarts) filling the wall-time budget; see unet_dsb."""
-    from plateseg.maskrcnn import MaskRCNNParams, train_maskrcnn
-
-    budget = args.budget_minutes * 60.0
-    t_start = time.perf_counter()
-    weights, model, params = None, None, None
-    history, chunks = [], []
-    sec_per_step, stopped, chunk = None, False, 0
-    while True:
-        remaining = budget - (time.perf_counter() - t_start)
-        steps = args.first_chunk_steps if chunk == 0 else int((remaining - 15.0) * 0.9 / sec_per_step)
-        epochs = steps // args.epoch_steps
-        if epochs < 2 or (chunk > 0 and epochs * args.epoch_steps < args.min_chunk_steps):
-            break
-        lr = args.lr if chunk < 2 else args.lr * 0.5
-        params = MaskRCNNParams.coerce({
-            **base, "epochs": epochs, "samples_per_epoch": args.epoch_steps * args.batch,
-            "warmup_steps": args.warmup_steps if chunk == 0 else args.warmup_steps // 2,
-            "lr": lr, "seed": args.seed + 1000 * chunk})
-        log.info("chunk %d: %.0f s of budget left, %s s/step -> %d epochs x %d steps, peak lr %g",
-                 chunk + 1, remaining, "?" if sec_per_step is None else f"{sec_per_step:.2f}",
-                 epochs, args.epoch_steps, lr)
-        recs = []
-        t_chunk = time.perf_counter()
-
-        def guard(rec, recs=recs, epochs=epochs):
-            recs.append(rec)
-            elapsed = time.perf_counter() - t_start
-            if rec["epoch"] < epochs and elapsed + rec["seconds"] > budget:
-                log.warning("budget guard: %.0f s elapsed, next epoch (~%.0f s) would overrun %.0f s; "
-                            "stopping after epoch %d of %d", elapsed, rec["seconds"], budget,
-                            rec["epoch"], epochs)
-                return True
-            return False
-
-        new, _ = train_maskrcnn(images, masks, params, log=logging.getLogger("bench.maskrcnn"),
-                                on_epoch_end=guard, initial_weights=weights)
-        stopped = len(recs) < epochs
-        if stopped and weights is not None and len(recs) < 0.75 * epochs:
-            # cut early, its learning rate is still high: the previous chunk's end is the better model
-            log.warning("chunk %d cut short: keeping the weights of the end of chunk %d", chunk + 1, chunk)
-        else:
-            model = new
-        history += [{"chunk": chunk + 1, **r} for r in recs]
-        steady = recs[1:] if len(recs) > 1 else recs
-        sec_per_step = sum(r["seconds"] for r in steady) / sum(r["steps"] for r in steady)
-        chunks.append({"chunk": chunk + 1, "epochs_planned": epochs, "epochs_done": len(recs),
-                       "steps": sum(r["steps"] for r in recs), "lr": lr,
-                       "seconds": time.perf_counter() - t_chunk, "sec_per_step": sec_per_step})
-        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        chunk += 1
-        if stopped:
-            break
-    info = {"chunks": chunks, "epoch_steps": args.epoch_steps, "done_steps": sum(r["steps"] for r in history),
-            "train_seconds": time.perf_counter() - t_start, "stopped_by_guard": stopped,
-            "final_loss": history[-1]["loss"] if history else float("nan")}
-    return model, params, history, info
-
-
 def table_markdown(rows) -> str:
     head = "| method | " + " | ".join(c for c, _ in COLUMNS) + " | n pred |"
     lines = [head, "|---|" + "---:|" * (len(COLUMNS) + 1)]
@@ -149,7 +90,8 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     from plateseg.annotated import data_hash
-    from plateseg.maskrcnn import centroids, checkpoint_meta, load_checkpoint, predict_instances, save_checkpoint
+    from plateseg.maskrcnn import (MaskRCNNParams, centroids, checkpoint_meta, load_checkpoint, predict_instances,
+                                   save_checkpoint, train_maskrcnn)
     from plateseg.metrics import dsb_map_dataset, evaluate_dataset
     from plateseg.unet import load_checkpoint as load_unet
     from plateseg.unet import predict_maps
@@ -178,8 +120,9 @@ def main(argv=None):
             raise SystemExit(f"{args.checkpoint} was trained on another split")
         tinfo = meta["bench"]
     else:
-        model, params, history, tinfo = train_within_budget(
-            [it[1] for it in train], [it[2] for it in train], base, args, log)
+        model, params, history, tinfo = train_in_chunks(
+            train_maskrcnn, MaskRCNNParams, [it[1] for it in train], [it[2] for it in train], base, args, log,
+            train_log=logging.getLogger("bench.maskrcnn"), fill=0.9)
         meta = checkpoint_meta(params, data_hash=data_hash(data), history=history, fold=args.fold,
                                k=args.k, train_ids=[it[0] for it in train], val_ids=[it[0] for it in val],
                                bench=tinfo)

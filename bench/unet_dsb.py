@@ -193,113 +193,80 @@ def object_scores(labels, fg_prob):
 
 # --------------------------------------------------------------------------- training
 
-class _Stop(Exception):
-    pass
+def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, train_log=None,
+                    fill: float = 0.92):
+    """Train one model (``train_fn``: ``train_unet`` or ``train_maskrcnn``) in chunks of epochs that
+    together fit in the wall-time budget ``args.budget_minutes``.
 
-
-def train_within_budget(train_imgs, train_masks, args, log):
-    """Train one U-Net in chunks of epochs that together fit in the wall-time budget.
-
-    ``train_unet`` has no wall-time limit and the machine's speed varies with other jobs
+    The engines' training has no wall-time limit and the machine's speed varies with other jobs
     (measured 0.66 to 9.5 s per 128-px step of batch 8 within minutes), so a single plan from a
-    warm-up is fragile. Instead training runs in chunks, each a ``train_unet`` call with its own
-    warm-up + cosine schedule (warm restarts, as SGDR) continuing from the previous chunk's
-    weights: chunk 1 is short (``--first-chunk-steps``) and measures the speed; each next chunk
-    is sized from the last measured steady-state seconds per step to fill the remaining
-    budget (x 0.92). Each chunk ends at a low learning rate, so stopping after any chunk leaves a
-    usable model. Guard: within a chunk, training stops at an epoch boundary when the next epoch
-    would overrun the budget; a cut-short chunk after the first is discarded (its learning rate
-    has not decayed) and the previous chunk's final weights are kept.
-    The weights are carried over (and the model captured for the guard) by wrapping
-    ``plateseg.unet._model_from_arch`` in this script; the library itself is untouched. Each
-    chunk uses seed ``seed + 1000 * chunk`` so that its crops differ from earlier chunks'.
-    """
-    import plateseg.unet as U
+    warm-up is fragile. Instead training runs in chunks, each a ``train_fn`` call with its own
+    warm-up + cosine schedule (warm restarts, as SGDR) starting from the previous chunk's weights
+    (``initial_weights``): chunk 1 is short (``args.first_chunk_steps``) and measures the speed;
+    each next chunk is sized from the last measured steady-state seconds per step to fill the
+    remaining budget (x ``fill``). Each chunk ends at a low learning rate, so stopping after any
+    chunk leaves a usable model. Guard: within a chunk, training stops at an epoch boundary
+    (``on_epoch_end`` returns True) when the next epoch would overrun the budget; a chunk after the
+    first cut before 75% of its epochs is discarded (its learning rate is still high) and the
+    previous chunk's final weights are kept. Chunk ``i`` uses seed ``seed + 1000 * i`` so that its
+    crops differ from earlier chunks'; peak learning rate halves from chunk 3.
 
+    Returns ``(model, params, history, info)``: the params of the last chunk, every epoch's
+    record (with its ``chunk``) and a summary (chunks, steps, seconds, whether the guard stopped).
+    """
     budget = args.budget_minutes * 60.0
     t_start = time.perf_counter()
-    base = dict(encoder_name=args.encoder, crop_size=args.crop, batch_size=args.batch,
-                device="cpu", amp=False, channels_last=False, num_workers=0, val_every=10**6)
-    orig = U._model_from_arch
-    state = {"weights": None, "model": None}
-
-    def capture(arch):
-        m = orig(arch)
-        if state["weights"] is not None:
-            m.load_state_dict(state["weights"])
-        state["model"] = m
-        return m
-
+    weights = model = params = None
     history, chunks = [], []
-    sec_per_step = None
-    stopped = False
-    chunk = 0
-    model = params = None
-    U._model_from_arch = capture
-    try:
-        while True:
-            remaining = budget - (time.perf_counter() - t_start)
-            if chunk == 0:
-                steps = args.first_chunk_steps
-            else:
-                steps = int((remaining - 15.0) * 0.92 / sec_per_step)  # 15 s: chunk set-up
-            epochs = steps // args.epoch_steps
-            if epochs < 2 or (chunk > 0 and epochs * args.epoch_steps < args.min_chunk_steps):
-                break
-            lr = args.lr if chunk < 2 else args.lr * 0.5
-            params = U.UNetParams.coerce({
-                **base, "epochs": epochs, "samples_per_epoch": args.epoch_steps * args.batch,
-                "warmup_steps": args.warmup_steps if chunk == 0 else args.warmup_steps // 2,
-                "lr": lr, "seed": args.seed + 1000 * chunk})
-            log.info("chunk %d: %.0f s of budget left, %s s/step -> %d epochs x %d steps, peak lr %g",
-                     chunk + 1, remaining, "?" if sec_per_step is None else f"{sec_per_step:.2f}",
-                     epochs, args.epoch_steps, lr)
-            recs = []
-            t_chunk = time.perf_counter()
+    sec_per_step, stopped, chunk = None, False, 0
+    while True:
+        remaining = budget - (time.perf_counter() - t_start)
+        steps = args.first_chunk_steps if chunk == 0 else int((remaining - 15.0) * fill / sec_per_step)
+        epochs = steps // args.epoch_steps
+        if epochs < 2 or (chunk > 0 and epochs * args.epoch_steps < args.min_chunk_steps):
+            break
+        lr = args.lr if chunk < 2 else args.lr * 0.5
+        params = params_cls.coerce({
+            **base, "epochs": epochs, "samples_per_epoch": args.epoch_steps * args.batch,
+            "warmup_steps": args.warmup_steps if chunk == 0 else args.warmup_steps // 2,
+            "lr": lr, "seed": args.seed + 1000 * chunk})
+        log.info("chunk %d: %.0f s of budget left, %s s/step -> %d epochs x %d steps, peak lr %g",
+                 chunk + 1, remaining, "?" if sec_per_step is None else f"{sec_per_step:.2f}",
+                 epochs, args.epoch_steps, lr)
+        recs = []
+        t_chunk = time.perf_counter()
 
-            def on_epoch_end(rec, recs=recs, epochs=epochs):
-                recs.append(rec)
-                elapsed = time.perf_counter() - t_start
-                if rec["epoch"] < epochs and elapsed + rec["seconds"] > budget:
-                    log.warning("budget guard: %.0f s elapsed, next epoch (~%.0f s) would overrun "
-                                "%.0f s; stopping after epoch %d of %d", elapsed, rec["seconds"],
-                                budget, rec["epoch"], epochs)
-                    raise _Stop
+        def guard(rec, recs=recs, epochs=epochs):
+            recs.append(rec)
+            elapsed = time.perf_counter() - t_start
+            if rec["epoch"] < epochs and elapsed + rec["seconds"] > budget:
+                log.warning("budget guard: %.0f s elapsed, next epoch (~%.0f s) would overrun %.0f s; "
+                            "stopping after epoch %d of %d", elapsed, rec["seconds"], budget,
+                            rec["epoch"], epochs)
+                return True
+            return False
 
-            try:
-                model, _ = U.train_unet(train_imgs, train_masks, params, log=log,
-                                        on_epoch_end=on_epoch_end)
-            except _Stop:
-                stopped = True
-                model = state["model"].eval()
-                if state["weights"] is not None:
-                    # a restarted chunk cut short sits at a high learning rate: keep the previous
-                    # chunk's end-of-schedule weights instead
-                    model.load_state_dict(state["weights"])
-                    log.warning("chunk %d cut short: keeping the weights of the end of chunk %d",
-                                chunk + 1, chunk)
-            for r in recs:
-                history.append({"chunk": chunk + 1, **r})
-            # steady state: leave out the chunk's first epoch (one-off costs) when possible
-            steady = recs[1:] if len(recs) > 1 else recs
-            sec_per_step = sum(r["seconds"] for r in steady) / sum(r["steps"] for r in steady)
-            chunks.append({"chunk": chunk + 1, "epochs_planned": epochs, "epochs_done": len(recs),
-                           "steps": sum(r["steps"] for r in recs), "lr": lr,
-                           "seconds": time.perf_counter() - t_chunk,
-                           "sec_per_step": sec_per_step})
-            state["weights"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            chunk += 1
-            if stopped:
-                break
-    finally:
-        U._model_from_arch = orig
-    info = {
-        "chunks": chunks, "epoch_steps": args.epoch_steps,
-        "done_epochs": len(history), "done_steps": sum(r["steps"] for r in history),
-        "train_seconds": time.perf_counter() - t_start,
-        "stopped_by_guard": stopped,
-        "final_loss": history[-1]["loss"] if history else float("nan"),
-    }
+        new, _ = train_fn(images, masks, params, log=train_log or log, on_epoch_end=guard,
+                          initial_weights=weights)
+        stopped = len(recs) < epochs
+        if stopped and weights is not None and len(recs) < 0.75 * epochs:
+            log.warning("chunk %d cut short: keeping the weights of the end of chunk %d", chunk + 1, chunk)
+        else:
+            model = new
+        history += [{"chunk": chunk + 1, **r} for r in recs]
+        # steady state: leave out the chunk's first epoch (one-off costs) when possible
+        steady = recs[1:] if len(recs) > 1 else recs
+        sec_per_step = sum(r["seconds"] for r in steady) / sum(r["steps"] for r in steady)
+        chunks.append({"chunk": chunk + 1, "epochs_planned": epochs, "epochs_done": len(recs),
+                       "steps": sum(r["steps"] for r in recs), "lr": lr,
+                       "seconds": time.perf_counter() - t_chunk, "sec_per_step": sec_per_step})
+        weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        chunk += 1
+        if stopped:
+            break
+    info = {"chunks": chunks, "epoch_steps": args.epoch_steps, "done_epochs": len(history),
+            "done_steps": sum(r["steps"] for r in history), "train_seconds": time.perf_counter() - t_start,
+            "stopped_by_guard": stopped, "final_loss": history[-1]["loss"] if history else float("nan")}
     return model, params, history, info
 
 
@@ -432,8 +399,12 @@ def main(argv=None):
     log.info("classical settings %s (grid mAP %.4f)", cl_settings, cl_grid_map)
 
     # U-Net
-    model, params, history, tinfo = train_within_budget(
-        [it[1] for it in train], [it[2] for it in train], args, log)
+    from plateseg.unet import UNetParams, train_unet
+
+    base = dict(encoder_name=args.encoder, crop_size=args.crop, batch_size=args.batch,
+                device="cpu", amp=False, channels_last=False, num_workers=0, val_every=10**6)
+    model, params, history, tinfo = train_in_chunks(
+        train_unet, UNetParams, [it[1] for it in train], [it[2] for it in train], base, args, log)
     meta = checkpoint_meta(params, data_hash=data_hash(data), history=history,
                            fold=args.fold, k=args.k, train_ids=[it[0] for it in train],
                            val_ids=[it[0] for it in val], bench=tinfo)

@@ -330,6 +330,23 @@ def test_training_logs_and_is_deterministic_on_cpu(data, caplog):
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
 
 
+def test_training_continues_from_initial_weights_and_stops_when_asked(trained, data):
+    """``initial_weights`` is where training starts (at a vanishing learning rate the weights stay there,
+    far from a fresh start's); ``on_epoch_end`` returning True ends training after that epoch."""
+    model, _ = trained
+    ims, labs = data
+    p = dict(TINY, epochs=3, samples_per_epoch=2, lr=1e-12)
+    start = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    seen = []
+    cont, h = train_maskrcnn(ims[:2], labs[:2], p, initial_weights=start,
+                             on_epoch_end=lambda rec: seen.append(rec["epoch"]) or True)
+    assert seen == [1] and len(h) == 1
+    fresh, _ = train_maskrcnn(ims[:2], labs[:2], dict(p, epochs=1))
+    key = "backbone.body.conv1.weight"
+    assert torch.allclose(cont.state_dict()[key], start[key], atol=1e-6)
+    assert not torch.allclose(fresh.state_dict()[key], start[key], atol=1e-3)
+
+
 def test_checkpoint_round_trip_restores_identical_outputs(trained, data, tmp_path):
     model, history = trained
     ims, _ = data

@@ -146,6 +146,21 @@ def test_training_logs_and_is_deterministic_on_cpu(data, caplog):
     assert all(torch.equal(s1[k], s2[k]) for k in s1)
 
 
+def test_training_continues_from_initial_weights_and_stops_when_asked(trained, data):
+    """``initial_weights`` starts from a trained model (its first epoch's loss is the trained level, not
+    the untrained one); ``on_epoch_end`` returning True ends training after that epoch."""
+    model, history = trained
+    ims, labs = data
+    p = dict(TINY, epochs=4, samples_per_epoch=8)
+    seen = []
+    _, h_cont = train_unet(ims[:4], labs[:4], p, initial_weights=model.state_dict(),
+                           on_epoch_end=lambda rec: seen.append(rec["epoch"]) or rec["epoch"] == 2)
+    assert seen == [1, 2] and [r["epoch"] for r in h_cont] == [1, 2]
+    _, h_fresh = train_unet(ims[:4], labs[:4], dict(p, epochs=1))
+    assert h_cont[0]["loss"] < 0.6 * h_fresh[0]["loss"]
+    assert h_cont[0]["loss"] < 1.5 * history[-1]["loss"]
+
+
 def test_checkpoint_round_trip_restores_identical_outputs(trained, data, tmp_path):
     model, history = trained
     meta = checkpoint_meta(TINY, data_hash="0123abcd", history=history, fold=1)

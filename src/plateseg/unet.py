@@ -482,7 +482,7 @@ def _validate(model, meta, val, p: UNetParams, device) -> dict:
 
 
 def train_unet(images, masks, params=None, log: logging.Logger | None = None, val=None,
-               on_epoch_end: Callable[[dict], None] | None = None):
+               on_epoch_end: Callable[[dict], bool | None] | None = None, initial_weights: dict | None = None):
     """Train a U-Net from scratch on annotated images.
 
     Parameters
@@ -499,7 +499,11 @@ def train_unet(images, masks, params=None, log: logging.Logger | None = None, va
     val : tuple of (images, masks), optional
         Held-out images for per-epoch validation metrics.
     on_epoch_end : callable, optional
-        Called with each epoch's history record.
+        Called with each epoch's history record; if it returns True, training stops after this
+        epoch (the learning rate has then not decayed to its end value; for wall-time guards).
+    initial_weights : dict, optional
+        A state dict of the same architecture to start from (continue training, fine-tune a
+        checkpoint) instead of random weights.
 
     Returns
     -------
@@ -526,13 +530,16 @@ def train_unet(images, masks, params=None, log: logging.Logger | None = None, va
     if device.type == "cpu":
         torch.use_deterministic_algorithms(True, warn_only=True)
     try:
-        return _train(images, masks, p, log, val, on_epoch_end, device)
+        return _train(images, masks, p, log, val, on_epoch_end, device, initial_weights)
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
 
 
-def _train(images, masks, p, log, val, on_epoch_end, device):
-    model = _model_from_arch(_arch(p)).to(device)
+def _train(images, masks, p, log, val, on_epoch_end, device, initial_weights=None):
+    model = _model_from_arch(_arch(p))
+    if initial_weights is not None:
+        model.load_state_dict(initial_weights)
+    model = model.to(device)
     cuda = device.type == "cuda"
     if cuda and p.channels_last:
         model = model.to(memory_format=torch.channels_last)
@@ -601,8 +608,9 @@ def _train(images, masks, p, log, val, on_epoch_end, device):
         log.info("epoch %d/%d loss %.4f (fg %.4f boundary %.4f centre %.4f) lr %.2e %.1f s%s",
                  epoch + 1, p.epochs, rec["loss"], rec["loss_foreground"], rec["loss_boundary"],
                  rec["loss_centre"], rec["lr"], rec["seconds"], msg)
-        if on_epoch_end is not None:
-            on_epoch_end(rec)
+        if on_epoch_end is not None and on_epoch_end(rec) is True and epoch + 1 < p.epochs:
+            log.info("stopped after epoch %d of %d by on_epoch_end", epoch + 1, p.epochs)
+            break
     model.eval()
     return model, history
 
