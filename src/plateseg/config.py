@@ -1,20 +1,59 @@
-"""Checks of a validated config that a JSON schema cannot express, and the demo plate set-up.
+"""Checks of a validated config that a JSON schema cannot express, the demo plate set-up, and settings
+dataclasses from config dicts (:func:`coerce_params`).
 
 Errors name the config key and say what was expected.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_config", "engines_used", "ensure_demo", "prepend_pythonpath"]
+__all__ = ["ConfigError", "check_config", "coerce_params", "engines_used", "ensure_demo", "prepend_pythonpath"]
 
 log = logging.getLogger("plateseg.config")
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
+
+
+def coerce_params(cls, params, what: str):
+    """A settings dataclass ``cls`` from None (defaults), an instance (copied) or a dict.
+
+    Lists become tuples (nested lists too, as YAML and JSON give them); a key that is not a field
+    is a TypeError naming ``what``; the result's ``validate()`` runs if the class has one.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class P:
+    ...     sizes: tuple = (1,)
+    >>> coerce_params(P, {"sizes": [[2, 3], 4]}, "example").sizes
+    ((2, 3), 4)
+    >>> coerce_params(P, {"size": 1}, "example")
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown example parameters: ['size']
+    """
+    def tuples(v):
+        return tuple(tuples(a) for a in v) if isinstance(v, list) else v
+
+    if params is None:
+        p = cls()
+    elif isinstance(params, cls):
+        p = dataclasses.replace(params)
+    else:
+        params = dict(params)
+        unknown = set(params) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown {what} parameters: {sorted(unknown)}")
+        p = cls(**{k: tuples(v) for k, v in params.items()})
+    if hasattr(p, "validate"):
+        p.validate()
+    return p
 
 
 def check_config(config: dict) -> None:

@@ -237,15 +237,9 @@ class PickerParams:
 
     @classmethod
     def coerce(cls, params=None) -> "PickerParams":
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return dataclasses.replace(params)
-        params = dict(params)
-        unknown = set(params) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown picker parameters: {sorted(unknown)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in params.items()})
+        from .config import coerce_params
+
+        return coerce_params(cls, params, "picker")
 
     def booster_params(self, i: int) -> dict:
         lrs, leaves, ffs = self.learning_rates, self.num_leaves, self.feature_fractions

@@ -198,21 +198,9 @@ class MaskRCNNParams:
         >>> p.anchor_sizes
         ((6, 8), 16, 32, 64, 128)
         """
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return dataclasses.replace(params)
-        params = dict(params)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise TypeError(f"unknown Mask R-CNN parameters: {sorted(unknown)}")
-        for k, v in params.items():
-            if isinstance(v, list):
-                params[k] = tuple(tuple(a) if isinstance(a, list) else a for a in v)
-        p = cls(**params)
-        p.validate()
-        return p
+        from .config import coerce_params
+
+        return coerce_params(cls, params, "Mask R-CNN")
 
     def validate(self) -> None:
         if self.backbone not in _BACKBONES:

@@ -158,21 +158,9 @@ class UNetParams:
         >>> UNetParams.coerce({"epochs": 2, "channels": [1]}).channels
         (1,)
         """
-        if params is None:
-            return cls()
-        if isinstance(params, cls):
-            return dataclasses.replace(params)
-        params = dict(params)
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(params) - known
-        if unknown:
-            raise TypeError(f"unknown U-Net parameters: {sorted(unknown)}")
-        for k, v in params.items():
-            if isinstance(v, list):
-                params[k] = tuple(v)
-        p = cls(**params)
-        p.validate()
-        return p
+        from .config import coerce_params
+
+        return coerce_params(cls, params, "U-Net")
 
     def validate(self) -> None:
         if len(self.decoder_channels) != self.encoder_depth:
