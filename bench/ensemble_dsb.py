@@ -38,7 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import REPO, common_args, dsb_split, setup_logging, write_section  # noqa: E402
+from unet_dsb import REPO, common_args, dsb_split, setup_logging, table_markdown, write_section  # noqa: E402
 
 SECTION = "## Ensemble on DSB2018 fluo"
 
@@ -70,7 +70,6 @@ def main(argv=None):
     args = parse_args(argv)
     t_run = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     log = setup_logging(out, ())
 
     import numpy as np
@@ -189,11 +188,6 @@ def main(argv=None):
                  row.pooled_precision_70, row.pooled_recall_70)
 
     s = summary.set_index("method")
-    head = "| method | " + " | ".join(c for c, _ in TABLE) + " |"
-    lines = [head, "|---|" + "---:|" * len(TABLE)]
-    for m in order:
-        cells = [f"{int(s.loc[m, k])}" if k.startswith("total_") else f"{s.loc[m, k]:.3f}" for _, k in TABLE]
-        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     gap_engines = s.loc["ensemble", "mean_dsb_map"] - max(s.loc["unet", "mean_dsb_map"], s.loc["maskrcnn", "mean_dsb_map"])
     gap_oracle = s.loc["oracle", "mean_dsb_map"] - s.loc["ensemble", "mean_dsb_map"]
     better = max(("unet", "maskrcnn"), key=lambda m: s.loc[m, "mean_dsb_map"])
@@ -228,7 +222,7 @@ Seed 004 Table 5.1 layout on the held-out grouped fold {args.fold} ({len(test)} 
 the same images as the sections above). Precision, recall and over/under-segmentation at IoU 0.7
 (pooled over the fold), DSB mAP (IoU > 0.5:0.95, mean over images), Dice (mean per image).
 
-{chr(10).join(lines)}
+{table_markdown(summary.to_dict('records'), TABLE)}
 
 - **Ensemble minus the better engine ({better}): {gap_engines:+.3f} mAP** ({paired}).
   **Oracle minus ensemble: {gap_oracle:+.3f} mAP** (the oracle keeps, by the same greedy NMS, the

@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import (COLUMNS, REPO, common_args, dsb_split, object_scores, setup_logging,  # noqa: E402
+from unet_dsb import (REPO, common_args, dsb_split, object_scores, setup_logging, table_markdown,  # noqa: E402
                       train_in_chunks, write_section)
 
 SECTION = "## Mask R-CNN on DSB2018 fluo"
@@ -67,20 +67,10 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def table_markdown(rows) -> str:
-    head = "| method | " + " | ".join(c for c, _ in COLUMNS) + " | n pred |"
-    lines = [head, "|---|" + "---:|" * (len(COLUMNS) + 1)]
-    for r in rows:
-        cells = [f"{int(r[k])}" if k.startswith("total_") else f"{float(r[k]):.3f}" for _, k in COLUMNS]
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {int(r['total_n_pred'])} |")
-    return "\n".join(lines)
-
-
 def main(argv=None):
     args = parse_args(argv)
     t_run = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     log = setup_logging(out, ())
     logging.getLogger("bench.maskrcnn").setLevel(logging.INFO)
 

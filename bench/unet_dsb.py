@@ -77,7 +77,8 @@ def parse_args(argv=None):
 
 
 def setup_logging(out: Path, libraries=("plateseg.unet",)) -> logging.Logger:
-    """The ``bench`` logger (and the ``libraries``' loggers) to stdout and ``out/run.log``."""
+    """The ``bench`` logger (and the ``libraries``' loggers) to stdout and ``out/run.log`` (``out`` is created)."""
+    out.mkdir(parents=True, exist_ok=True)
     log = logging.getLogger("bench")
     log.setLevel(logging.INFO)
     fmt = logging.Formatter("%(asctime)s %(name)s %(message)s", "%H:%M:%S")
@@ -276,21 +277,22 @@ COLUMNS = [
     ("DSB mAP", "mean_dsb_map"), ("COCO AP", "coco_AP"), ("AP50", "coco_AP50"),
     ("AP75", "coco_AP75"), ("F1@0.5", "pooled_f1_50"), ("P@0.7", "pooled_precision_70"),
     ("R@0.7", "pooled_recall_70"), ("Dice", "mean_dice"), ("over", "total_over"),
-    ("under", "total_under"),
+    ("under", "total_under"), ("n pred", "total_n_pred"),
 ]
 
 
-def markdown_section(rows, ctx) -> str:
-    head = "| method | " + " | ".join(c for c, _ in COLUMNS) + " | n pred |"
-    sep = "|---|" + "---:|" * (len(COLUMNS) + 1)
-    lines = [head, sep]
+def table_markdown(rows, columns=COLUMNS) -> str:
+    """A markdown table, one row per ``method`` of ``rows`` (dicts); ``columns`` are (header, key)
+    pairs; ``total_*`` keys print as integers, the rest with 3 decimals."""
+    lines = ["| method | " + " | ".join(c for c, _ in columns) + " |", "|---|" + "---:|" * len(columns)]
     for r in rows:
-        cells = []
-        for _, k in COLUMNS:
-            v = r[k]
-            cells.append(f"{int(v)}" if k.startswith("total_") else f"{v:.3f}")
-        lines.append(f"| {r['method']} | " + " | ".join(cells) + f" | {int(r['total_n_pred'])} |")
-    table = "\n".join(lines)
+        cells = [f"{int(r[k])}" if k.startswith("total_") else f"{float(r[k]):.3f}" for _, k in columns]
+        lines.append(f"| {r['method']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def markdown_section(rows, ctx) -> str:
+    table = table_markdown(rows)
     c = ctx
     tr = c["train"]
     smoke = ("\n**SMOKE RUN** (`--quick`, tiny budget): numbers are not the benchmark.\n"
@@ -362,7 +364,6 @@ def main(argv=None):
     args = parse_args(argv)
     t_run = time.perf_counter()
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     log = setup_logging(out)
 
     import numpy as np
