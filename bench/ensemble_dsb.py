@@ -4,13 +4,13 @@ Acceptance of issue 5. Uses the engines of ``bench/unet_dsb.py`` and ``bench/mas
 (``bench/out/unet_dsb/unet.pt``, ``bench/out/maskrcnn_dsb/maskrcnn.pt``), which trained on the same
 images and never saw the validation split or the held-out fold (:func:`dsb_split`). Both engines
 predict the validation split and the held-out fold; each candidate gets its features and its IoU with
-the truth. The picker (:func:`plateseg.ensemble.train_picker`, default :class:`PickerParams`) must
+the truth. The picker (:func:`plateseg.ensemble.picker.train_picker`, default :class:`PickerParams`) must
 never see the image it predicts, so the held-out fold is cross-fitted (``--crossfit K``, default 5):
 its images are split into K folds by image group, and the candidates of each are predicted by a picker
 trained on the validation candidates plus those of the other K-1 test folds -- every prediction comes
 from a picker that saw neither the image nor its group, from engines that saw none of these images.
 ``--crossfit 0`` trains one picker on the validation split alone (that variant is always reported as
-its own row, "ensemble (picker: val only)"). :func:`plateseg.ensemble.compare_methods` scores the
+its own row, "ensemble (picker: val only)"). :func:`plateseg.ensemble.picker.compare_methods` scores the
 classical baseline, U-Net, Mask R-CNN, the ensemble and the oracle (the best candidate by true IoU, the
 upper bound of any picker over these candidates). Engine settings are the ones each engine's benchmark
 chose on the validation split (watershed markers and thresholds; Mask R-CNN score threshold).
@@ -77,10 +77,10 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from plateseg import maskrcnn, unet
-    from plateseg.classical import segment_classical
-    from plateseg.annotated import grouped_folds
-    from plateseg.ensemble import (compare_methods, cross_validated_predictions, engine_predictions,
+    from plateseg.engines import maskrcnn, unet
+    from plateseg.segment.classical import segment_classical
+    from plateseg.io.annotated import grouped_folds
+    from plateseg.ensemble.picker import (compare_methods, cross_validated_predictions, engine_predictions,
                                    field_candidates, pick, train_picker)
 
     data = Path(args.data).resolve()
@@ -128,7 +128,7 @@ def main(argv=None):
     if args.tune:
         # thresholds chosen on the validation split, each image's IoUs predicted by a picker trained on the other
         # validation images (5 groups of images), never on the test fold
-        from plateseg.metrics import dsb_map_dataset
+        from plateseg.evaluation.metrics import dsb_map_dataset
 
         group = {image_id: k % 5 for k, image_id in enumerate(sorted(val_table["image"].unique()))}
         val_table["group"] = val_table["image"].map(group)

@@ -2,12 +2,12 @@
 
 Acceptance of issue 4. Same images as ``bench/unet_dsb.py`` (its :func:`dsb_split`: held-out
 grouped fold ``--fold`` of 5 for the test, a grouped validation split of the training folds for
-thresholds only, the rest for training). The Mask R-CNN (:mod:`plateseg.maskrcnn`, from scratch,
+thresholds only, the rest for training). The Mask R-CNN (:mod:`plateseg.engines.maskrcnn`, from scratch,
 small heads for CPU) trains within ``--budget-minutes`` of wall time in chunks (each a
 ``train_maskrcnn`` call with warm-up + cosine schedule continuing from the previous chunk's
 weights via ``initial_weights``; a budget guard stops at an epoch boundary). The score threshold
 is chosen on the validation split. On the held-out fold it is evaluated with
-:func:`plateseg.metrics.evaluate_dataset` (tie "gt", IoU > t), and so is the U-Net of
+:func:`plateseg.evaluation.metrics.evaluate_dataset` (tie "gt", IoU > t), and so is the U-Net of
 ``bench/unet_dsb.py`` (its checkpoint ``bench/out/unet_dsb/unet.pt``) with Mask R-CNN centroids as
 watershed markers (``mode="points"``, seed 003). The rows of ``bench/out/unet_dsb/metrics.csv``
 (classical, unet-boundary, unet-centre on the same images) are repeated in the table. A section
@@ -79,13 +79,13 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from plateseg.annotated import data_hash
-    from plateseg.maskrcnn import (MaskRCNNParams, centroids, checkpoint_meta, load_checkpoint, predict_instances,
+    from plateseg.io.annotated import data_hash
+    from plateseg.engines.maskrcnn import (MaskRCNNParams, centroids, checkpoint_meta, load_checkpoint, predict_instances,
                                    save_checkpoint, train_maskrcnn)
-    from plateseg.metrics import dsb_map_dataset, evaluate_dataset
-    from plateseg.unet import load_checkpoint as load_unet
-    from plateseg.unet import predict_maps
-    from plateseg.watershed import instances_from_maps
+    from plateseg.evaluation.metrics import dsb_map_dataset, evaluate_dataset
+    from plateseg.engines.unet import load_checkpoint as load_unet
+    from plateseg.engines.unet import predict_maps
+    from plateseg.segment.watershed import instances_from_maps
 
     data = Path(args.data).resolve()
     items, test, val, train = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed)
@@ -189,7 +189,7 @@ detection score for COCO AP.
 
 {table_markdown(rows)}
 
-- **maskrcnn**: `plateseg.maskrcnn`, {args.backbone}-FPN from scratch (batch norm, all layers
+- **maskrcnn**: `plateseg.engines.maskrcnn`, {args.backbone}-FPN from scratch (batch norm, all layers
   trained), FPN {args.fpn_channels} channels, box head {args.box_head_dim}, mask head
   {args.mask_head_channels}, anchors 8-128 px, native resolution; {len(train)} training images,
   crops {args.crop} px, batch {args.batch}, AdamW lr {args.lr:g} (halved from chunk 3), warm-up

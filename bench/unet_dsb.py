@@ -1,12 +1,12 @@
 """Benchmark: U-Net (boundary / centre watershed) vs the classical baseline on DSB2018 fluo.
 
-Acceptance of issue 3. Loads ``data/dsb2018/fluo`` with :func:`plateseg.annotated.load_annotated`,
+Acceptance of issue 3. Loads ``data/dsb2018/fluo`` with :func:`plateseg.io.annotated.load_annotated`,
 splits it with ``grouped_folds(k, seed=0)``, holds out one fold for the test, and from the other
 folds carves a small grouped validation split (used only to pick watershed thresholds; the U-Net
 does not train on it). The U-Net trains on the rest on CPU within ``--budget-minutes`` of wall
 time (warm-up timing -> number of steps; plus a hard stop at an epoch boundary if contention makes
 it slower than estimated). The classical baseline's settings are chosen by a small grid on
-training-fold images. Everything is evaluated with :func:`plateseg.metrics.evaluate_dataset`
+training-fold images. Everything is evaluated with :func:`plateseg.evaluation.metrics.evaluate_dataset`
 (tie rule "gt": a match needs IoU > t, the Kaggle DSB2018 rule) on the held-out fold, and a
 Markdown section ``## U-Net on DSB2018 fluo`` is written (or replaced) in ``bench/RESULTS.md``.
 
@@ -76,7 +76,7 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def setup_logging(out: Path, libraries=("plateseg.unet",)) -> logging.Logger:
+def setup_logging(out: Path, libraries=("plateseg.engines.unet",)) -> logging.Logger:
     """The ``bench`` logger (and the ``libraries``' loggers) to stdout and ``out/run.log`` (``out`` is created)."""
     out.mkdir(parents=True, exist_ok=True)
     log = logging.getLogger("bench")
@@ -96,7 +96,7 @@ def setup_logging(out: Path, libraries=("plateseg.unet",)) -> logging.Logger:
 
 def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int = 0, groups: bool = False):
     """The benchmarks' split of an annotated folder: ``(items, test, val, train)`` (and, with
-    ``groups``, a fifth element: image id -> image group of :func:`plateseg.annotated.grouped_folds`).
+    ``groups``, a fifth element: image id -> image group of :func:`plateseg.io.annotated.grouped_folds`).
 
     ``test`` is held-out grouped fold ``fold`` of ``grouped_folds(k, seed=0)``; ``val`` is
     grouped fold 0 of ``val_groups_k`` of the remaining images (``seed + 1``), used only to tune
@@ -105,7 +105,7 @@ def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int 
     Shared by every DSB2018 benchmark so that they train and test on the same images.
     """
     import pandas as pd
-    from plateseg.annotated import grouped_folds, load_annotated
+    from plateseg.io.annotated import grouped_folds, load_annotated
 
     items, index = load_annotated(data, channels="gray")
     folds = grouped_folds(index, k=k, seed=0)
@@ -131,8 +131,8 @@ CLASSICAL_GRID = {
 
 
 def tune_classical(images, masks, log):
-    from plateseg.classical import segment_classical
-    from plateseg.metrics import dsb_map_dataset
+    from plateseg.segment.classical import segment_classical
+    from plateseg.evaluation.metrics import dsb_map_dataset
 
     best, table = None, []
     keys = list(CLASSICAL_GRID)
@@ -163,8 +163,8 @@ CENTRE_GRID = {
 
 
 def tune_watershed(maps_list, masks, mode, grid, log):
-    from plateseg.metrics import dsb_map_dataset
-    from plateseg.watershed import instances_from_maps
+    from plateseg.evaluation.metrics import dsb_map_dataset
+    from plateseg.segment.watershed import instances_from_maps
 
     best, table = None, []
     keys = list(grid)
@@ -301,7 +301,7 @@ def markdown_section(rows, ctx) -> str:
 {smoke}
 Held-out grouped fold {c['fold']} of {c['k']} (`grouped_folds(k={c['k']}, seed=0)`, groups
 derived by `derive_groups`): **{c['n_test']} images, {c['n_test_objects']} nuclei**
-({c['n_folds_total']} images in all). Metrics from `plateseg.metrics.evaluate_dataset` with
+({c['n_folds_total']} images in all). Metrics from `plateseg.evaluation.metrics.evaluate_dataset` with
 `tie="gt"`: a match needs IoU **>** t (Kaggle DSB2018 rule); DSB mAP = mean over images of the
 mean over t = 0.50:0.05:0.95 of TP/(TP+FP+FN). F1@0.5 and P/R@0.7 are pooled over all objects
 of the fold (sums of TP/FP/FN); Dice is the mean per-image foreground Dice; over/under are
@@ -371,11 +371,11 @@ def main(argv=None):
     import torch
 
     torch.set_num_threads(args.threads)
-    from plateseg.annotated import data_hash
-    from plateseg.classical import segment_classical
-    from plateseg.metrics import evaluate_dataset
-    from plateseg.unet import checkpoint_meta, predict_maps, save_checkpoint
-    from plateseg.watershed import instances_from_maps
+    from plateseg.io.annotated import data_hash
+    from plateseg.segment.classical import segment_classical
+    from plateseg.evaluation.metrics import evaluate_dataset
+    from plateseg.engines.unet import checkpoint_meta, predict_maps, save_checkpoint
+    from plateseg.segment.watershed import instances_from_maps
 
     data = Path(args.data).resolve()
     log.info("loading %s", data)
@@ -400,7 +400,7 @@ def main(argv=None):
     log.info("classical settings %s (grid mAP %.4f)", cl_settings, cl_grid_map)
 
     # U-Net
-    from plateseg.unet import UNetParams, train_unet
+    from plateseg.engines.unet import UNetParams, train_unet
 
     base = dict(encoder_name=args.encoder, crop_size=args.crop, batch_size=args.batch,
                 device="cpu", amp=False, channels_last=False, num_workers=0, val_every=10**6)

@@ -91,7 +91,7 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory) -> Path:
     """A tiny imaging run: plate DEMO, wells A01 and A02, one 256x256 field, 2 channels, with ground truth."""
-    from plateseg.synth import write_demo_run
+    from plateseg.io.synth import write_demo_run
 
     out = tmp_path_factory.mktemp("tiny_run")
     write_demo_run(out, plate="DEMO", rows="A", columns=(1, 2), fields=1, shape=(256, 256), seed=3)

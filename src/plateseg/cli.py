@@ -19,7 +19,7 @@ log = logging.getLogger("plateseg")
 
 
 def _synth_demo(args: argparse.Namespace) -> int:
-    from plateseg.synth import write_demo_run
+    from plateseg.io.synth import write_demo_run
 
     truth = write_demo_run(
         args.out, plate=args.plate, rows=args.rows, columns=tuple(args.columns),
@@ -30,7 +30,7 @@ def _synth_demo(args: argparse.Namespace) -> int:
 
 
 def _synth_train(args: argparse.Namespace) -> int:
-    from plateseg.synth import write_training_set
+    from plateseg.io.synth import write_training_set
 
     index = write_training_set(args.out, n_images=args.n, shape=(args.size, args.size), seed=args.seed)
     log.info("wrote %d images (%d objects) to %s", len(index), int(index.n_objects.sum()), args.out)

@@ -4,13 +4,13 @@ import os
 import re
 from pathlib import Path
 
-from plateseg.config import check_config, ensure_demo, prepend_pythonpath
-from plateseg.manifest import build_manifest, check_complete
-from plateseg.provenance import code_hash, declared_modules
+from plateseg.config.checks import check_config, ensure_demo, prepend_pythonpath
+from plateseg.io.manifest import build_manifest, check_complete
+from plateseg.config.provenance import code_hash, declared_modules
 
-# modules of the engines (plateseg.unet.CODE_MODULES, plateseg.maskrcnn.CODE_MODULES, read without importing torch)
-UNET_MODULES = declared_modules("plateseg.unet")
-MASKRCNN_MODULES = declared_modules("plateseg.maskrcnn")
+# modules of the engines (plateseg.engines.unet.CODE_MODULES, plateseg.engines.maskrcnn.CODE_MODULES, read without importing torch)
+UNET_MODULES = declared_modules("plateseg.engines.unet")
+MASKRCNN_MODULES = declared_modules("plateseg.engines.maskrcnn")
 
 # rule scripts import the plateseg library of this checkout, also inside --use-conda environments
 prepend_pythonpath(Path(workflow.basedir) / "src")
@@ -147,8 +147,8 @@ MASKRCNN_INFERENCE_KEYS = ("score_threshold", "mask_threshold", "min_area")
 
 
 def train_params(engine):
-    """Input function: the training parameters of a run of ``engine`` (plateseg.unet.UNetParams or
-    plateseg.maskrcnn.MaskRCNNParams) from config <engine>.* plus seed and pixel size. Fold models are
+    """Input function: the training parameters of a run of ``engine`` (plateseg.engines.unet.UNetParams or
+    plateseg.engines.maskrcnn.MaskRCNNParams) from config <engine>.* plus seed and pixel size. Fold models are
     validated on their held-out fold every <engine>.val_every epochs; the model on all data has no validation
     (so val_every does not retrain it)."""
 
@@ -193,7 +193,7 @@ def oof_inputs(wildcards):
 
 
 def picker_params():
-    """plateseg.ensemble.PickerParams from config ensemble.picker, seeded by training.seed."""
+    """plateseg.ensemble.picker.PickerParams from config ensemble.picker, seeded by training.seed."""
     return canonical({**config["ensemble"]["picker"], "seed": config["training"]["seed"]})
 
 
@@ -230,7 +230,7 @@ def cross_validation_inputs(wildcards):
 
 
 def watershed_settings():
-    """Keyword arguments of plateseg.watershed.instances_from_maps from config watershed.*."""
+    """Keyword arguments of plateseg.segment.watershed.instances_from_maps from config watershed.*."""
     ws = dict(config["watershed"])
     ws["mode"] = ws.pop("markers")
     return canonical(ws)
@@ -282,4 +282,4 @@ def mem_mb(base):
 
 CONDA_ENV = "../../envs/plateseg.yaml"
 # runtime device of the model rules (not a science setting): PLATESEG_DEVICE=auto|cpu|cuda|cuda:N in the
-# environment of the jobs, default auto (CUDA when present, else CPU); see plateseg.torchutil.runtime_device
+# environment of the jobs, default auto (CUDA when present, else CPU); see plateseg.engines.runtime.runtime_device

@@ -16,7 +16,7 @@ rule oof_candidates:
         batch_size=config["inference"]["batch_size"],
         watershed=watershed_settings(),
         detection=canonical({k: config["maskrcnn"][k] for k in MASKRCNN_INFERENCE_KEYS}),
-        code=code_hash(*UNET_MODULES, *MASKRCNN_MODULES, "plateseg.ensemble", "plateseg.watershed", "plateseg.annotated"),
+        code=code_hash(*UNET_MODULES, *MASKRCNN_MODULES, "plateseg.ensemble.picker", "plateseg.segment.watershed", "plateseg.io.annotated"),
     log:
         "logs/training/oof_candidates_{fold}.log",
     threads: 2
@@ -40,7 +40,7 @@ rule train_picker:
         figure=report("results/models/picker/importances.png", caption="../report/importances.rst", category="Ensemble"),
     params:
         picker=picker_params(),
-        code=code_hash("plateseg.ensemble", "plateseg.qc", "plateseg.io"),
+        code=code_hash("plateseg.ensemble.picker", "plateseg.measure.qc", "plateseg.io.files"),
     log:
         "logs/training/train_picker.log",
     threads: 1
@@ -69,7 +69,7 @@ rule cross_validate_ensemble:
         classical=canonical(config["segmentation"]["classical"]),
         min_iou=config["ensemble"]["min_iou"],
         nms_iou=config["ensemble"]["nms_iou"],
-        code=code_hash("plateseg.ensemble", "plateseg.metrics", "plateseg.classical", "plateseg.annotated"),
+        code=code_hash("plateseg.ensemble.picker", "plateseg.evaluation.metrics", "plateseg.segment.classical", "plateseg.io.annotated"),
     log:
         "logs/training/cross_validate_ensemble.log",
     threads: 1
@@ -99,7 +99,7 @@ rule pick:
         nms_iou=config["ensemble"]["nms_iou"],
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.ensemble", "plateseg.ngff", "plateseg.io"),
+        code=code_hash("plateseg.ensemble.picker", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/pick.log",
     threads: 1

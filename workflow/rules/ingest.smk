@@ -10,7 +10,7 @@ rule ingest:
         channels=config["channels"]["names"],
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.ingest", "plateseg.ngff", "plateseg.io"),
+        code=code_hash("plateseg.io.ingest", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/ingest.log",
     threads: 1

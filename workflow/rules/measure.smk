@@ -7,7 +7,7 @@ rule measure:
     params:
         metadata=well_metadata,
         source=config["segmentation"]["method"],
-        code=code_hash("plateseg.measure", "plateseg.ngff", "plateseg.io"),
+        code=code_hash("plateseg.measure.objects", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/measure.log",
     threads: 1
@@ -29,7 +29,7 @@ rule summarize_well:
         "results/{plate}/wells/{well}.csv",
     params:
         metadata=well_metadata,
-        code=code_hash("plateseg.summarize", "plateseg.io"),
+        code=code_hash("plateseg.measure.summarize", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/summarize_well.log",
     threads: 1

@@ -9,7 +9,7 @@ rule segment_classical:
         settings=canonical(config["segmentation"]["classical"]),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.classical", "plateseg.ngff", "plateseg.io"),
+        code=code_hash("plateseg.segment.classical", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/segment_classical.log",
     threads: 1
@@ -36,7 +36,7 @@ rule infer_unet:
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash(*UNET_MODULES, "plateseg.inference", "plateseg.ngff", "plateseg.io"),
+        code=code_hash(*UNET_MODULES, "plateseg.pipeline.infer", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/infer_unet.log",
     threads: 1
@@ -67,7 +67,7 @@ rule infer_maskrcnn:
         batch_size=config["inference"]["batch_size"],
         settings=canonical({k: config["maskrcnn"][k] for k in MASKRCNN_INFERENCE_KEYS}),
         pixel_size=config["pixel_size"],
-        code=code_hash(*MASKRCNN_MODULES, "plateseg.inference", "plateseg.ngff", "plateseg.io"),
+        code=code_hash(*MASKRCNN_MODULES, "plateseg.pipeline.infer", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/infer_maskrcnn.log",
     threads: 1
@@ -92,7 +92,7 @@ rule watershed:
         settings=watershed_settings(),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.watershed", "plateseg.ngff", "plateseg.io"),
+        code=code_hash("plateseg.segment.watershed", "plateseg.io.ngff", "plateseg.io.files"),
     log:
         "logs/{plate}/{well}/watershed.log",
     threads: 1

@@ -10,7 +10,7 @@ rule synth_training:
         n_images=config["training"]["synthetic"]["n_images"],
         size=config["training"]["synthetic"]["size"],
         seed=config["training"]["synthetic"]["seed"],
-        code=code_hash("plateseg.synth", "plateseg.io"),
+        code=code_hash("plateseg.io.synth", "plateseg.io.files"),
     log:
         "logs/training/synth_training.log",
     threads: 1
@@ -34,7 +34,7 @@ rule folds:
         k=config["training"]["folds"],
         seed=config["training"]["seed"],
         group_distance=config["training"]["group_distance"],
-        code=code_hash("plateseg.annotated", "plateseg.io"),
+        code=code_hash("plateseg.io.annotated", "plateseg.io.files"),
     log:
         "logs/training/folds.log",
     threads: 1
@@ -57,7 +57,7 @@ rule train_unet:
         engine="unet",
         annotations=training_annotations(),
         settings=train_params("unet"),
-        code=code_hash(*UNET_MODULES, "plateseg.annotated", "plateseg.watershed", "plateseg.io"),
+        code=code_hash(*UNET_MODULES, "plateseg.io.annotated", "plateseg.segment.watershed", "plateseg.io.files"),
     log:
         "logs/training/train_unet_{fold}.log",
     threads: 2
@@ -81,7 +81,7 @@ rule train_maskrcnn:
         engine="maskrcnn",
         annotations=training_annotations(),
         settings=train_params("maskrcnn"),
-        code=code_hash(*MASKRCNN_MODULES, "plateseg.annotated", "plateseg.metrics", "plateseg.io"),
+        code=code_hash(*MASKRCNN_MODULES, "plateseg.io.annotated", "plateseg.evaluation.metrics", "plateseg.io.files"),
     log:
         "logs/training/train_maskrcnn_{fold}.log",
     threads: 2
@@ -108,7 +108,7 @@ rule cross_validate_unet:
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
-        code=code_hash(*UNET_MODULES, "plateseg.annotated", "plateseg.watershed", "plateseg.metrics", "plateseg.io"),
+        code=code_hash(*UNET_MODULES, "plateseg.io.annotated", "plateseg.segment.watershed", "plateseg.evaluation.metrics", "plateseg.io.files"),
     log:
         "logs/training/cross_validate_unet.log",
     threads: 2

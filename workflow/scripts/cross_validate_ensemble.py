@@ -5,10 +5,10 @@ import logging
 import numpy as np
 import pandas as pd
 
-from plateseg.annotated import load_annotated
-from plateseg.classical import segment_classical
-from plateseg.ensemble import compare_methods, cross_validated_predictions
-from plateseg.io import read_table, setup_logging, write_table
+from plateseg.io.annotated import load_annotated
+from plateseg.segment.classical import segment_classical
+from plateseg.ensemble.picker import compare_methods, cross_validated_predictions
+from plateseg.io.files import read_table, setup_logging, write_table
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.cross_validate_ensemble")

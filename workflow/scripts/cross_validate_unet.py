@@ -4,12 +4,12 @@ import logging
 import pandas as pd
 import torch
 
-from plateseg.annotated import load_annotated
-from plateseg.io import setup_logging, write_table
-from plateseg.metrics import evaluate_dataset
-from plateseg.torchutil import runtime_device
-from plateseg.unet import load_checkpoint, predict_maps
-from plateseg.watershed import instances_from_maps
+from plateseg.io.annotated import load_annotated
+from plateseg.io.files import setup_logging, write_table
+from plateseg.evaluation.metrics import evaluate_dataset
+from plateseg.engines.runtime import runtime_device
+from plateseg.engines.unet import load_checkpoint, predict_maps
+from plateseg.segment.watershed import instances_from_maps
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.cross_validate_unet")

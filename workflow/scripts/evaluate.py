@@ -1,8 +1,8 @@
 """Snakemake script (rule evaluate): score a plate's label set against its ground truth."""
 from pathlib import Path
 
-from plateseg.evaluate import evaluate_stores
-from plateseg.io import setup_logging, write_table
+from plateseg.evaluation.evaluate import evaluate_stores
+from plateseg.io.files import setup_logging, write_table
 
 setup_logging(snakemake.log[0])
 stores = {Path(path).parent.name: path for path in snakemake.input.labels}

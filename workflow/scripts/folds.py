@@ -1,8 +1,8 @@
 """Snakemake script (rule folds): grouped k-fold split of the annotated training images."""
 import logging
 
-from plateseg.annotated import grouped_folds, load_annotated
-from plateseg.io import setup_logging, write_table
+from plateseg.io.annotated import grouped_folds, load_annotated
+from plateseg.io.files import setup_logging, write_table
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.folds")

@@ -1,9 +1,9 @@
 """Snakemake script (rule infer_maskrcnn): Mask R-CNN instances of every field of a well, resumable tile by tile."""
 import torch
 
-from plateseg.inference import infer_well_instances
-from plateseg.io import setup_logging
-from plateseg.torchutil import runtime_device
+from plateseg.pipeline.infer import infer_well_instances
+from plateseg.io.files import setup_logging
+from plateseg.engines.runtime import runtime_device
 
 setup_logging(snakemake.log[0])
 torch.set_num_threads(snakemake.threads)

@@ -1,6 +1,6 @@
 """Snakemake script (rule ingest): one well's raw TIFFs -> OME-Zarr well image."""
-from plateseg.ingest import ingest_well
-from plateseg.io import setup_logging
+from plateseg.io.ingest import ingest_well
+from plateseg.io.files import setup_logging
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -6,11 +6,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from plateseg import maskrcnn, unet
-from plateseg.annotated import fold_split, load_annotated
-from plateseg.ensemble import engine_predictions, field_candidates
-from plateseg.io import atomic_path, read_table, setup_logging, write_table
-from plateseg.torchutil import runtime_device
+from plateseg.engines import maskrcnn, unet
+from plateseg.io.annotated import fold_split, load_annotated
+from plateseg.ensemble.picker import engine_predictions, field_candidates
+from plateseg.io.files import atomic_path, read_table, setup_logging, write_table
+from plateseg.engines.runtime import runtime_device
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.oof_candidates")

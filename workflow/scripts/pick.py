@@ -4,9 +4,9 @@ import logging
 import numpy as np
 import pandas as pd
 
-from plateseg.ensemble import Picker, ensemble_field
-from plateseg.io import read_table, setup_logging, write_table
-from plateseg.ngff import list_fields, open_field, read_labels, write_well_labels
+from plateseg.ensemble.picker import Picker, ensemble_field
+from plateseg.io.files import read_table, setup_logging, write_table
+from plateseg.io.ngff import list_fields, open_field, read_labels, write_well_labels
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.pick")

@@ -1,7 +1,7 @@
 """Snakemake script (rule segment_classical): classical baseline labels for every field of a well."""
-from plateseg.classical import segment_classical
-from plateseg.io import setup_logging
-from plateseg.ngff import segment_well
+from plateseg.segment.classical import segment_classical
+from plateseg.io.files import setup_logging
+from plateseg.io.ngff import segment_well
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

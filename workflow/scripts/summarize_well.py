@@ -1,7 +1,7 @@
 """Snakemake script (rule summarize_well): one summary row for a well."""
-from plateseg.io import read_table, setup_logging, write_table
-from plateseg.ngff import list_fields
-from plateseg.summarize import summarize_well
+from plateseg.io.files import read_table, setup_logging, write_table
+from plateseg.io.ngff import list_fields
+from plateseg.measure.summarize import summarize_well
 
 setup_logging(snakemake.log[0])
 row = summarize_well(

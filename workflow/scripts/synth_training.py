@@ -1,6 +1,6 @@
 """Snakemake script (rule synth_training): synthetic annotated training images (dsb2018 layout)."""
-from plateseg.io import atomic_path, setup_logging
-from plateseg.synth import write_training_set
+from plateseg.io.files import atomic_path, setup_logging
+from plateseg.io.synth import write_training_set
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -7,13 +7,13 @@ import logging
 
 import torch
 
-from plateseg.annotated import data_hash, fold_split, load_annotated
-from plateseg.io import read_table, setup_logging
-from plateseg.torchutil import runtime_device
+from plateseg.io.annotated import data_hash, fold_split, load_annotated
+from plateseg.io.files import read_table, setup_logging
+from plateseg.engines.runtime import runtime_device
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
-engine = importlib.import_module(f"plateseg.{p.engine}")
+engine = importlib.import_module(f"plateseg.engines.{p.engine}")
 log = logging.getLogger(f"plateseg.train_{p.engine}")
 torch.set_num_threads(snakemake.threads)
 fold = snakemake.wildcards.fold
@@ -27,7 +27,7 @@ log.info("%s fold %s: %d training images, %d held out (%s)", p.engine, fold, len
 val = ([by_id[i][0] for i in val_ids], [by_id[i][1] for i in val_ids]) if val_ids else None
 train = getattr(engine, f"train_{p.engine}")
 model, history = train(
-    [by_id[i][0] for i in train_ids], [by_id[i][1] for i in train_ids], params, log=logging.getLogger(f"plateseg.{p.engine}"), val=val
+    [by_id[i][0] for i in train_ids], [by_id[i][1] for i in train_ids], params, log=logging.getLogger(f"plateseg.engines.{p.engine}"), val=val
 )
 meta = engine.checkpoint_meta(
     params, data_hash=data_hash(p.annotations), history=history, fold=fold, train_ids=train_ids, val_ids=val_ids

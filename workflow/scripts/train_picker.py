@@ -3,9 +3,9 @@ import logging
 
 import pandas as pd
 
-from plateseg.ensemble import train_picker
-from plateseg.io import read_table, setup_logging, write_table
-from plateseg.qc import importance_figure
+from plateseg.ensemble.picker import train_picker
+from plateseg.io.files import read_table, setup_logging, write_table
+from plateseg.measure.qc import importance_figure
 
 setup_logging(snakemake.log[0])
 log = logging.getLogger("plateseg.train_picker")

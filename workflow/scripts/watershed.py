@@ -2,9 +2,9 @@
 the centroids of the well's Mask R-CNN instances, seed 003)."""
 import numpy as np
 
-from plateseg.io import read_table, setup_logging
-from plateseg.ngff import segment_well
-from plateseg.watershed import instances_from_maps
+from plateseg.io.files import read_table, setup_logging
+from plateseg.io.ngff import segment_well
+from plateseg.segment.watershed import instances_from_maps
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

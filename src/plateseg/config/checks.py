@@ -1,0 +1,194 @@
+"""Checks of a validated config that a JSON schema cannot express, the demo plate set-up, and settings
+dataclasses from config dicts (:func:`coerce_params`).
+
+Errors name the config key and say what was expected.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+
+__all__ = ["ConfigError", "check_config", "coerce_params", "engines_used", "ensure_demo", "prepend_pythonpath"]
+
+log = logging.getLogger("plateseg.config.checks")
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def coerce_params(cls, params, what: str):
+    """A settings dataclass ``cls`` from None (defaults), an instance (copied) or a dict.
+
+    Lists become tuples (nested lists too, as YAML and JSON give them); a key that is not a field
+    is a TypeError naming ``what``; the result's ``validate()`` runs if the class has one.
+
+    Examples
+    --------
+    >>> import dataclasses
+    >>> @dataclasses.dataclass
+    ... class P:
+    ...     sizes: tuple = (1,)
+    >>> coerce_params(P, {"sizes": [[2, 3], 4]}, "example").sizes
+    ((2, 3), 4)
+    >>> coerce_params(P, {"size": 1}, "example")
+    Traceback (most recent call last):
+    ...
+    TypeError: unknown example parameters: ['size']
+    """
+    def tuples(v):
+        return tuple(tuples(a) for a in v) if isinstance(v, list) else v
+
+    if params is None:
+        p = cls()
+    elif isinstance(params, cls):
+        p = dataclasses.replace(params)
+    else:
+        params = dict(params)
+        unknown = set(params) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise TypeError(f"unknown {what} parameters: {sorted(unknown)}")
+        p = cls(**{k: tuples(v) for k, v in params.items()})
+    if hasattr(p, "validate"):
+        p.validate()
+    return p
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`ConfigError` for config values that are valid by schema but cannot work.
+
+    Examples
+    --------
+    >>> check_config({"input": {"dir": "x", "scheme": "regex", "pattern": None}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"}, "demo": {"enabled": True}})
+    Traceback (most recent call last):
+    ...
+    plateseg.config.checks.ConfigError: config key input.pattern: scheme 'regex' needs a regex with named groups, got none
+    """
+    inp, ch = config["input"], config["channels"]
+    if inp.get("scheme") == "regex" and not inp.get("pattern"):
+        raise ConfigError("config key input.pattern: scheme 'regex' needs a regex with named groups, got none")
+    if inp.get("scheme") == "samplesheet":
+        sheet = inp.get("sample_sheet")
+        if not sheet or not Path(sheet).is_file():
+            raise ConfigError(f"config key input.sample_sheet: scheme 'samplesheet' needs an existing CSV file, got {sheet!r}")
+    if ch["nuclear"] not in ch["names"]:
+        raise ConfigError(
+            f"config key channels.nuclear: {ch['nuclear']!r} is not one of the channel ids in channels.names "
+            f"({sorted(ch['names'])})"
+        )
+    demo = config.get("demo", {})
+    if not demo.get("enabled") and not Path(inp["dir"]).is_dir():
+        raise ConfigError(f"config key input.dir: folder {inp['dir']!r} does not exist")
+    tiling = config.get("tiling", {})
+    if tiling and tiling.get("halo", 0) >= tiling.get("tile_size", 1):
+        raise ConfigError(
+            f"config key tiling.halo: must be smaller than tiling.tile_size ({tiling['tile_size']}), got {tiling['halo']}"
+        )
+    ev = config.get("evaluation", {})
+    if ev.get("groundtruth") and not demo.get("enabled") and not Path(ev["groundtruth"]).is_dir():
+        raise ConfigError(f"config key evaluation.groundtruth: folder {ev['groundtruth']!r} does not exist")
+    engines = engines_used(config)
+    if engines & {"unet", "maskrcnn"}:
+        _check_training(config, engines)
+    if "unet" in engines:
+        _check_unet(config)
+    if "maskrcnn" in engines:
+        _check_maskrcnn(config)
+
+
+def engines_used(config: dict) -> set[str]:
+    """The segmentation methods a run needs: the final method, the compared label sets, both engines for the
+    ensemble, and Mask R-CNN when the U-Net watershed takes its markers from Mask R-CNN centroids.
+
+    Examples
+    --------
+    >>> sorted(engines_used({"segmentation": {"method": "unet"}, "watershed": {"markers": "points"}}))
+    ['maskrcnn', 'unet']
+    >>> sorted(engines_used({"segmentation": {"method": "classical"}, "evaluation": {"compare": ["unet"], "groundtruth": None}}))
+    ['classical']
+    """
+    engines = {config.get("segmentation", {}).get("method", "unet")}
+    ev = config.get("evaluation", {})
+    if ev.get("groundtruth"):
+        engines |= set(ev.get("compare", []))
+    if "ensemble" in engines:
+        engines |= {"unet", "maskrcnn"}
+    if "unet" in engines and config.get("watershed", {}).get("markers") == "points":
+        engines.add("maskrcnn")
+    return engines
+
+
+def _check_training(config: dict, engines: set) -> None:
+    """Checks of the model sources of the deep-learning engines in use."""
+    models = config.get("models", {})
+    if models.get("source") == "pretrained":
+        needed = sorted(engines & {"unet", "maskrcnn"}) + (["picker"] if "ensemble" in engines else [])
+        for engine in needed:
+            ckpt = models.get(engine)
+            if not ckpt or not Path(ckpt).is_file():
+                raise ConfigError(
+                    f"config key models.{engine}: models.source 'pretrained' needs an existing {engine} model file, got {ckpt!r}"
+                )
+        return
+    folder = config.get("training", {}).get("annotations")
+    if folder and not ((Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()):
+        raise ConfigError(f"config key training.annotations: {folder!r} is not a folder with images/ and masks/ (dsb2018 layout)")
+
+
+def _check_unet(config: dict) -> None:
+    """Checks of the U-Net keys (only when the U-Net is used)."""
+    unet = config.get("unet", {})
+    depth = unet.get("encoder_depth", 4)
+    if len(unet.get("decoder_channels", [0] * depth)) != depth:
+        raise ConfigError(
+            f"config key unet.decoder_channels: needs one entry per unet.encoder_depth ({depth}), got {unet['decoder_channels']}"
+        )
+    if unet.get("crop_size", 2**depth) % 2**depth:
+        raise ConfigError(f"config key unet.crop_size: must be a multiple of 2 ** unet.encoder_depth ({2**depth}), got {unet['crop_size']}")
+    if unet.get("p_low", 1.0) >= unet.get("p_high", 99.8):
+        raise ConfigError("config key unet.p_low: must be smaller than unet.p_high")
+
+
+def _check_maskrcnn(config: dict) -> None:
+    """Checks of the Mask R-CNN keys (only when Mask R-CNN is used)."""
+    m = config.get("maskrcnn", {})
+    if m.get("p_low", 1.0) >= m.get("p_high", 99.8):
+        raise ConfigError("config key maskrcnn.p_low: must be smaller than maskrcnn.p_high")
+    if m.get("rpn_post_nms_top_n_test", 1000) < m.get("box_detections_per_img", 1000):
+        raise ConfigError(
+            f"config key maskrcnn.rpn_post_nms_top_n_test: must be at least maskrcnn.box_detections_per_img "
+            f"({m.get('box_detections_per_img', 1000)}), got {m['rpn_post_nms_top_n_test']}"
+        )
+
+
+def ensure_demo(config: dict) -> None:
+    """Write the synthetic demo plate into ``demo.dir`` unless it is already complete there.
+
+    The demo writes its truth table last, so its presence marks a complete demo.
+    """
+    demo = config.get("demo", {})
+    if not demo.get("enabled"):
+        return
+    out = Path(demo["dir"])
+    if (out / "groundtruth" / "truth.csv").is_file():
+        return
+    from plateseg.io.synth import write_demo_run
+
+    log.warning("plateseg: writing the synthetic demo plate to %s", out)
+    write_demo_run(
+        out,
+        plate=demo["plate"],
+        rows=demo["rows"],
+        columns=tuple(demo["columns"]),
+        fields=demo["fields"],
+        shape=(demo["size"], demo["size"]),
+        seed=demo["seed"],
+    )
+
+
+def prepend_pythonpath(path) -> None:
+    """Put ``path`` first on ``PYTHONPATH`` of this process, so job subprocesses import from it."""
+    parts = [str(path)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(path)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(parts)

@@ -1,0 +1,86 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from plateseg.measure.objects import measure_field, measure_well
+from plateseg.io.ngff import write_well_image, write_well_labels
+from plateseg.measure.qc import plate_grid, plate_heatmaps
+from plateseg.measure.summarize import feature_columns, plate_summary, summarize_well
+
+
+def test_measure_field_hand_made_objects():
+    lab = np.zeros((20, 30), np.uint32)
+    lab[2:6, 3:8] = 1  # 4x5 rectangle
+    lab[10:19, 20:29] = 2  # 9x9 square
+    img = np.stack([np.full((20, 30), 10.0), np.zeros((20, 30))])
+    img[1][lab == 2] = 5
+    df = measure_field(lab, img, ["DNA", "Marker"])
+    assert df["ObjectNumber"].tolist() == [1, 2]
+    assert df["AreaShape_Area"].tolist() == [20, 81]
+    assert df["Location_Center_X"].tolist() == [5.0, 24.0] and df["Location_Center_Y"].tolist() == [3.5, 14.0]
+    assert df["Intensity_IntegratedIntensity_DNA"].tolist() == [200.0, 810.0]
+    assert df["Intensity_MeanIntensity_Marker"].tolist() == [0.0, 5.0]
+    assert df["AreaShape_Solidity"].tolist() == [1.0, 1.0]
+    assert df.loc[1, "AreaShape_Eccentricity"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_measure_field_empty_has_columns_and_numeric_dtypes():
+    df = measure_field(np.zeros((5, 5), np.uint32), np.zeros((1, 5, 5)), ["DNA"])
+    assert len(df) == 0 and "Intensity_MeanIntensity_DNA" in df.columns
+    assert all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns)
+
+
+def test_measure_well_adds_metadata_per_field(tmp_path):
+    img = np.ones((1, 16, 16), np.uint16)
+    lab1 = np.zeros((16, 16), np.uint32)
+    lab1[2:5, 2:5] = 1
+    write_well_image(tmp_path / "image.zarr", {1: img, 2: img}, ["DNA"], 8, 1.0)
+    write_well_labels(tmp_path / "labels.zarr", {1: lab1, 2: np.zeros((16, 16), np.uint32)}, tile_size=8)
+    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Plate": "P1", "Metadata_Well": "B03"}, "classical")
+    assert df[["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber"]].values.tolist() == [["P1", "B03", 1, 1]]
+    assert df["Ensemble_Source"].tolist() == ["classical"] and df["Ensemble_PredictedIoU"].isna().all()
+
+
+def test_measure_well_takes_engine_and_predicted_iou_from_the_picks(tmp_path):
+    img = np.ones((1, 16, 16), np.uint16)
+    lab = np.zeros((16, 16), np.uint32)
+    lab[2:5, 2:5] = 1
+    lab[8:12, 8:12] = 2
+    write_well_image(tmp_path / "image.zarr", {1: img, 3: img}, ["DNA"], 8, 1.0)
+    write_well_labels(tmp_path / "labels.zarr", {1: lab, 3: (lab == 2).astype(np.uint32)}, tile_size=8)
+    picks = pd.DataFrame({"field": [3, 1, 1], "label": [1, 2, 1], "engine": ["maskrcnn", "unet", "maskrcnn"],
+                          "predicted_iou": [0.5, 0.9, 0.7]})
+    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Well": "A01"}, "ensemble", picks)
+    assert df[["Metadata_Field", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist() == [
+        [1, 1, "maskrcnn", 0.7], [1, 2, "unet", 0.9], [3, 1, "maskrcnn", 0.5]]
+    with pytest.raises(ValueError, match="without a row in the picks"):
+        measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {}, "ensemble", picks.iloc[:2])
+
+
+def test_summarize_well_and_plate():
+    objects = pd.DataFrame({
+        "Metadata_Field": [1, 1, 2], "ObjectNumber": [1, 2, 1], "Location_Center_X": [1.0, 2.0, 3.0],
+        "AreaShape_Area": [10.0, 20.0, 60.0], "Intensity_MeanIntensity_DNA": [1.0, 2.0, 3.0],
+    })
+    assert feature_columns(objects) == ["AreaShape_Area", "Intensity_MeanIntensity_DNA"]
+    meta = {"Metadata_Plate": "P", "Metadata_Well": "B02", "Metadata_Row": "B", "Metadata_Column": 2}
+    row = summarize_well(objects, meta, n_fields=3).iloc[0]
+    assert row["Count_Nuclei"] == 3 and row["Count_Nuclei_PerField"] == 1.0
+    assert row["Mean_Nuclei_AreaShape_Area"] == 30.0 and row["Median_Nuclei_AreaShape_Area"] == 20.0
+    assert row["StDev_Nuclei_AreaShape_Area"] == pytest.approx(np.std([10, 20, 60], ddof=1))
+    empty = summarize_well(objects.iloc[:0], {**meta, "Metadata_Well": "A10", "Metadata_Row": "A", "Metadata_Column": 10}, n_fields=3)
+    assert empty["Count_Nuclei"].iloc[0] == 0
+    wells = [summarize_well(objects, {**meta, "Metadata_Well": w, "Metadata_Row": r, "Metadata_Column": c}, 1)
+             for w, r, c in (("B10", "B", 10), ("AA01", "AA", 1), ("B02", "B", 2))]
+    plate = plate_summary(wells + [empty])
+    assert plate["Metadata_Well"].tolist() == ["A10", "B02", "B10", "AA01"]
+
+
+def test_plate_heatmap_places_wells(tmp_path):
+    df = pd.DataFrame({"Metadata_Plate": "P", "Metadata_Row": ["A", "B", "B"], "Metadata_Column": [1, 1, 3],
+                       "Count_Nuclei": [5, 7, 9], "Mean_Nuclei_Intensity_MeanIntensity_DNA": [1.0, 2.0, 3.0]})
+    grid, rows, cols = plate_grid(df, "Count_Nuclei")
+    assert rows == ["A", "B"] and cols == [1, 3]
+    assert np.isnan(grid[0, 1]) and grid[1, 1] == 9
+    plate_heatmaps(df, ["DNA"], tmp_path / "qc.png")
+    assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
