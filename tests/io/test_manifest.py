@@ -7,14 +7,8 @@ import os
 import pandas as pd
 import pytest
 
-from plateseg.io.manifest import (
-    SCHEMES,
-    ManifestError,
-    build_manifest,
-    check_complete,
-    normalize_well,
-    parse_name,
-)
+from plateseg.io.manifest import build_manifest, check_complete
+from plateseg.io.naming import SCHEMES, ManifestError, normalize_well, parse_name, row_index, row_letter
 
 BASE_COLUMNS = ["plate", "well", "row", "column", "field", "channel", "path"]
 
@@ -411,3 +405,13 @@ def test_check_complete_across_plates_and_empty():
     problems = check_complete(df)
     assert any(p.startswith("plate P2") and "channel(s) 2" in p for p in problems)
     assert check_complete(df.iloc[:0]) == []
+
+
+@pytest.mark.parametrize("index", [1, 2, 16, 26, 27, 32, 48])
+def test_row_letter_and_index_are_inverse(index):
+    assert row_index(row_letter(index)) == index
+
+
+def test_row_letter_rejects_rows_beyond_a_plate():
+    with pytest.raises(ManifestError, match="out of range"):
+        row_letter(49)

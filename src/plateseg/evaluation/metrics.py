@@ -34,12 +34,17 @@ Metrics (DESIGN.md section 5):
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage as ndi
-from scipy.optimize import linear_sum_assignment
+
+from plateseg.evaluation.coco import (COCO_AREA_RANGES, COCO_IOU_THRESHOLDS, COCO_MAX_DETS, COCO_RECALL_THRESHOLDS,
+                                      coco_accumulate, coco_eval_overlap, coco_mask_ap, scores_for)
+from plateseg.evaluation.matching import (DSB_THRESHOLDS, Overlap, check_pair, check_tie, counts_dict, dsb_map,
+                                          dsb_map_dataset, dsb_map_overlap, iou_matrix, match_overlap, matching,
+                                          object_f1_avg, object_f1_overlap, overlap, precision_recall_at)
+
 
 __all__ = [
     "DSB_THRESHOLDS",
@@ -65,561 +70,12 @@ __all__ = [
     "evaluate_dataset",
 ]
 
-#: IoU thresholds 0.50:0.05:0.95 of the DSB2018 mAP and of seed 000's object-wise metrics.
-DSB_THRESHOLDS = np.round(np.arange(0.5, 1.0, 0.05), 10)
-#: COCO's IoU thresholds, bit-identical to pycocotools (``np.linspace``; 0.9 is 0.8999999999999999).
-COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
-#: COCO's 101 recall points of the interpolated precision-recall curve.
-COCO_RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)
-#: COCO's object area ranges in pixels (both ends inclusive, as in pycocotools).
-COCO_AREA_RANGES = {
-    "all": (0.0, 1e5**2),
-    "S": (0.0, 32.0**2),
-    "M": (32.0**2, 96.0**2),
-    "L": (96.0**2, 1e5**2),
-}
-#: Detections kept per image for COCO AP (pycocotools' default of 100 is too low for dense nuclei).
-COCO_MAX_DETS = 1000
-
-_DENSE_HIST_MAX = 1 << 22  # largest joint histogram (n_gt * n_pred cells) built with bincount
-
-
-# --------------------------------------------------------------------------------------------
-# overlap core
-# --------------------------------------------------------------------------------------------
-
-
-def _check_labels(lab, name: str) -> np.ndarray:
-    lab = np.asarray(lab)
-    if lab.dtype == bool:
-        return lab.astype(np.uint8)
-    if not np.issubdtype(lab.dtype, np.integer):
-        raise TypeError(f"{name} must be an integer label image, got dtype {lab.dtype}")
-    if lab.size and np.issubdtype(lab.dtype, np.signedinteger) and lab.min() < 0:
-        raise ValueError(f"{name} must not contain negative labels")
-    return lab
-
-
-def _check_pair(gt, pred) -> tuple[np.ndarray, np.ndarray]:
-    gt = _check_labels(gt, "gt")
-    pred = _check_labels(pred, "pred")
-    if gt.shape != pred.shape:
-        raise ValueError(f"gt and pred must have the same shape, got {gt.shape} and {pred.shape}")
-    return gt, pred
-
-
-def _index_labels(lab: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Map label ids to 1..n. Returns (sorted ids, index image (flat, int64), areas)."""
-    flat = lab.ravel()
-    if flat.size == 0:
-        e = np.zeros(0, np.int64)
-        return e, e, e
-    mx = int(flat.max())
-    if mx <= max(4 * flat.size, 1 << 16):
-        counts = np.bincount(flat.astype(np.intp, copy=False), minlength=1)
-        ids = np.flatnonzero(counts[1:]) + 1
-        lut = np.zeros(mx + 1, np.int64)
-        lut[ids] = np.arange(1, len(ids) + 1)
-        return ids.astype(np.int64), lut[flat], counts[ids].astype(np.int64)
-    ids, inv, counts = np.unique(flat, return_inverse=True, return_counts=True)
-    inv = inv.reshape(-1).astype(np.int64)
-    if ids[0] == 0:
-        return ids[1:].astype(np.int64), inv, counts[1:].astype(np.int64)
-    return ids.astype(np.int64), inv + 1, counts.astype(np.int64)
-
-
-@dataclass(frozen=True)
-class _Overlap:
-    """Sparse overlap of two label images: only pairs that share pixels are stored."""
-
-    gt_ids: np.ndarray  # (n_gt,) label ids, ascending
-    pred_ids: np.ndarray  # (n_pred,)
-    gt_area: np.ndarray  # (n_gt,) pixels
-    pred_area: np.ndarray  # (n_pred,)
-    gi: np.ndarray  # (n_pairs,) index into gt_ids
-    pj: np.ndarray  # (n_pairs,) index into pred_ids
-    inter: np.ndarray  # (n_pairs,) shared pixels
-
-    @property
-    def n_gt(self) -> int:
-        return len(self.gt_ids)
-
-    @property
-    def n_pred(self) -> int:
-        return len(self.pred_ids)
-
-    @property
-    def iou(self) -> np.ndarray:
-        union = self.gt_area[self.gi] + self.pred_area[self.pj] - self.inter
-        return self.inter / union.astype(np.float64)
-
-    def dense_iou(self) -> np.ndarray:
-        out = np.zeros((self.n_gt, self.n_pred), np.float64)
-        out[self.gi, self.pj] = self.iou
-        return out
-
-
-def _overlap(gt: np.ndarray, pred: np.ndarray) -> _Overlap:
-    gt_ids, g, gt_area = _index_labels(gt)
-    pred_ids, p, pred_area = _index_labels(pred)
-    n_g, n_p = len(gt_ids), len(pred_ids)
-    both = (g > 0) & (p > 0)
-    codes = (g[both] - 1) * n_p + (p[both] - 1)
-    if n_g * n_p <= _DENSE_HIST_MAX:
-        hist = np.bincount(codes, minlength=n_g * n_p)
-        pair = np.flatnonzero(hist)
-        inter = hist[pair]
-    else:
-        pair, inter = np.unique(codes, return_counts=True)
-    if n_p:
-        gi, pj = np.divmod(pair, n_p)
-    else:
-        gi = pj = np.zeros(0, np.int64)
-    return _Overlap(
-        gt_ids, pred_ids, gt_area, pred_area, gi.astype(np.int64), pj.astype(np.int64), inter.astype(np.int64)
-    )
-
-
-def _check_tie(tie: str) -> None:
-    if tie not in ("ge", "gt"):
-        raise ValueError(f"tie must be 'ge' (IoU >= t) or 'gt' (IoU > t), got {tie!r}")
-
-
-def _nominal(thresh: float) -> float:
-    return float(np.round(float(thresh), 10))
-
-
-def _match(ov: _Overlap, thresh: float, tie: str) -> tuple[int, float]:
-    """One-to-one matching at one threshold. Returns (tp, sum of matched IoUs)."""
-    _check_tie(tie)
-    n_g, n_p = ov.n_gt, ov.n_pred
-    if n_g == 0 or n_p == 0:
-        return 0, 0.0
-    iou = ov.iou
-    if thresh < 0 or (thresh == 0 and tie == "ge"):
-        # every pair passes, including pairs that do not overlap (stardist's thresh=0)
-        dense = ov.dense_iou()
-        r, c = linear_sum_assignment(-dense)
-        return min(n_g, n_p), float(dense[r, c].sum())
-    ok = iou > thresh if tie == "gt" else iou >= thresh
-    gi, pj, v = ov.gi[ok], ov.pj[ok], iou[ok]
-    if thresh > 0.5 or (thresh == 0.5 and tie == "gt"):
-        # objects of a label image are disjoint: IoU > 0.5 pairs are unique both ways
-        return len(v), float(v.sum())
-    # general case: maximum number of matches, then maximum matched IoU (as stardist)
-    deg_g = np.bincount(gi, minlength=n_g)
-    deg_p = np.bincount(pj, minlength=n_p)
-    single = (deg_g[gi] == 1) & (deg_p[pj] == 1)  # isolated pairs are always matched
-    tp, total = int(single.sum()), float(v[single].sum())
-    gi, pj, v = gi[~single], pj[~single], v[~single]
-    if len(v):
-        rows, ri = np.unique(gi, return_inverse=True)
-        cols, ci = np.unique(pj, return_inverse=True)
-        k = min(len(rows), len(cols))
-        val = np.zeros((len(rows), len(cols)))
-        val[ri, ci] = v
-        cand = np.zeros(val.shape, bool)
-        cand[ri, ci] = True
-        # each match is worth 1, the IoU tie-break adds < 0.5 in total
-        r, c = linear_sum_assignment(-(cand + val / (2.0 * k)))
-        hit = cand[r, c]
-        tp += int(hit.sum())
-        total += float(val[r, c][hit].sum())
-    return tp, total
-
-
-def _counts_dict(tp: int, n_g: int, n_p: int, sum_iou: float) -> dict:
-    fp, fn = n_p - tp, n_g - tp
-    return dict(
-        tp=int(tp),
-        fp=int(fp),
-        fn=int(fn),
-        precision=tp / (tp + fp) if tp > 0 else 0.0,
-        recall=tp / (tp + fn) if tp > 0 else 0.0,
-        f1=2 * tp / (2 * tp + fp + fn) if tp > 0 else 0.0,
-        accuracy=tp / (tp + fp + fn) if tp > 0 else 0.0,
-        mean_matched_iou=sum_iou / tp if tp > 0 else float("nan"),
-        n_true=int(n_g),
-        n_pred=int(n_p),
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# object matching metrics
-# --------------------------------------------------------------------------------------------
-
-
-def iou_matrix(gt, pred) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """IoU of every ground-truth object with every predicted object.
-
-    Computed from one joint histogram of the two label images.
-
-    Parameters
-    ----------
-    gt, pred : (H, W) integer arrays
-        Instance label images, 0 = background.
-
-    Returns
-    -------
-    iou : (n_gt, n_pred) float64 array
-        ``iou[i, j]`` is the IoU of object ``gt_ids[i]`` with object ``pred_ids[j]``.
-    gt_ids, pred_ids : 1-D int64 arrays
-        The label ids present in each image, ascending.
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 0, 2]])
-    >>> pred = np.array([[5, 0, 0, 7]])
-    >>> iou, gt_ids, pred_ids = iou_matrix(gt, pred)
-    >>> iou.tolist(), gt_ids.tolist(), pred_ids.tolist()
-    ([[0.5, 0.0], [0.0, 1.0]], [1, 2], [5, 7])
-    """
-    ov = _overlap(*_check_pair(gt, pred))
-    return ov.dense_iou(), ov.gt_ids, ov.pred_ids
-
-
-def matching(gt, pred, thresh: float = 0.5, tie: str = "ge") -> dict:
-    """One-to-one matching of objects at an IoU threshold (as ``stardist.matching``).
-
-    For ``thresh > 0.5`` (and for ``thresh == 0.5`` with ``tie="gt"``) pairs passing the
-    threshold are unique, because the objects of a label image are disjoint. Otherwise the
-    matching is an optimal assignment (``scipy.optimize.linear_sum_assignment``) that
-    maximises the number of matches, then the sum of matched IoUs, as stardist does.
-
-    Parameters
-    ----------
-    gt, pred : (H, W) integer arrays
-        Instance label images, 0 = background.
-    thresh : float
-        IoU threshold (rounded to 10 decimals).
-    tie : {"ge", "gt"}
-        ``"ge"`` matches at IoU >= thresh (stardist), ``"gt"`` at IoU > thresh (Kaggle).
-
-    Returns
-    -------
-    dict
-        ``tp, fp, fn, precision, recall, f1, accuracy`` (= TP / (TP + FP + FN)),
-        ``mean_matched_iou`` (NaN without matches), ``n_true, n_pred``. Ratios are 0.0 when
-        there is no true positive (stardist's convention, also for two empty images).
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 0, 2, 2]])
-    >>> pred = np.array([[3, 0, 0, 4, 4]])
-    >>> m = matching(gt, pred, thresh=0.5)
-    >>> m["tp"], m["fp"], m["fn"], m["f1"]
-    (2, 0, 0, 1.0)
-    >>> matching(gt, pred, thresh=0.5, tie="gt")["tp"]   # the first pair has IoU exactly 0.5
-    1
-    """
-    ov = _overlap(*_check_pair(gt, pred))
-    tp, s = _match(ov, _nominal(thresh), tie)
-    return _counts_dict(tp, ov.n_gt, ov.n_pred, s)
-
-
-def precision_recall_at(gt, pred, thresh: float = 0.7, tie: str = "gt") -> dict:
-    """Object precision and recall at one IoU threshold (seed 004, Table 5.1: IoU 0.7).
-
-    Seed 004 (Vuola 2019, section 4.4.4) counts a true positive when the IoU is *above*
-    the threshold, hence the default ``tie="gt"``.
-
-    Returns
-    -------
-    dict
-        ``precision, recall, tp, fp, fn``.
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 1, 0, 2]])
-    >>> pred = np.array([[1, 1, 0, 0, 2]])
-    >>> precision_recall_at(gt, pred, thresh=0.7)
-    {'precision': 0.5, 'recall': 0.5, 'tp': 1, 'fp': 1, 'fn': 1}
-    """
-    m = matching(gt, pred, thresh=thresh, tie=tie)
-    return {k: m[k] for k in ("precision", "recall", "tp", "fp", "fn")}
-
-
-def _threshold_counts(ov: _Overlap, thresholds, tie: str) -> np.ndarray:
-    thresholds = np.atleast_1d(np.asarray(thresholds, np.float64))
-    return np.array([_match(ov, _nominal(t), tie)[0] for t in thresholds], np.int64)
-
-
-def _dsb_map(ov: _Overlap, thresholds, tie: str) -> float:
-    n = ov.n_gt + ov.n_pred
-    if n == 0:
-        return 1.0
-    tp = _threshold_counts(ov, thresholds, tie)
-    return float(np.mean(tp / (n - tp)))
-
-
-def dsb_map(gt, pred, thresholds=DSB_THRESHOLDS, tie: str = "gt") -> float:
-    """DSB2018 (Kaggle) score of one image: mean over thresholds of TP / (TP + FP + FN).
-
-    Equal to seed 000's object-wise IoU (OW IoU) and to seed 004's mAP (eq. 4.2).
-
-    Parameters
-    ----------
-    gt, pred : (H, W) integer arrays
-        Instance label images, 0 = background.
-    thresholds : sequence of float
-        IoU thresholds, default 0.50:0.05:0.95 (rounded to 10 decimals, so
-        ``np.arange(0.5, 1.0, 0.05)`` means its nominal values).
-    tie : {"gt", "ge"}
-        Kaggle matches at IoU > t (default); ``"ge"`` gives stardist's ``accuracy``.
-
-    Returns
-    -------
-    float
-        In [0, 1]. Both images empty: 1.0; exactly one empty: 0.0.
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 0, 2, 2]])
-    >>> dsb_map(gt, gt)
-    1.0
-    >>> dsb_map(gt, np.array([[1, 1, 0, 0, 0]]))   # one of two found: 1 / (1 + 0 + 1)
-    0.5
-    >>> dsb_map(np.zeros((2, 2), int), np.zeros((2, 2), int))
-    1.0
-    """
-    _check_tie(tie)
-    return _dsb_map(_overlap(*_check_pair(gt, pred)), thresholds, tie)
-
-
-def dsb_map_dataset(pairs: Iterable, thresholds=DSB_THRESHOLDS, tie: str = "gt") -> float:
-    """Mean over images of :func:`dsb_map` (the DSB2018 leaderboard score).
-
-    Parameters
-    ----------
-    pairs : iterable of (gt, pred)
-        Label image pairs.
-
-    Returns
-    -------
-    float
-        NaN for no images.
-
-    Examples
-    --------
-    >>> a = np.array([[1, 1, 0, 2, 2]])
-    >>> dsb_map_dataset([(a, a), (a, np.zeros_like(a))])
-    0.5
-    """
-    vals = [dsb_map(g, p, thresholds=thresholds, tie=tie) for g, p in pairs]
-    return float(np.mean(vals)) if vals else float("nan")
-
-
-def _object_f1_avg(ov: _Overlap, thresholds, tie: str) -> float:
-    n = ov.n_gt + ov.n_pred
-    if n == 0:
-        return 1.0
-    tp = _threshold_counts(ov, thresholds, tie)
-    return float(np.mean(2 * tp / n))
-
-
-def object_f1_avg(gt, pred, thresholds=DSB_THRESHOLDS, tie: str = "gt") -> float:
-    """Object-wise F1 averaged over IoU thresholds (seed 000, "OW F1").
-
-    Seed 000 (section 5.3) counts TP, FP and FN per IoU threshold 0.5..0.95 "analogous to
-    the calculation of COCO AP" with a TP when IoU is *above* the threshold, computes
-    F1 = 2 TP / (2 TP + FP + FN) (its eq. 12) per threshold and averages the results (the
-    text says 11 thresholds, but 0.5..0.95 in steps of 0.05 are 10). Its object-wise IoU
-    (OW IoU, eq. 11) is TP / (TP + FP + FN) averaged the same way, i.e. :func:`dsb_map`.
-
-    Returns
-    -------
-    float
-        In [0, 1]. Both images empty: 1.0; exactly one empty: 0.0.
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 0, 2, 2]])
-    >>> round(object_f1_avg(gt, np.array([[1, 1, 0, 0, 0]])), 4)   # 2*1 / (2*1 + 0 + 1)
-    0.6667
-    """
-    _check_tie(tie)
-    return _object_f1_avg(_overlap(*_check_pair(gt, pred)), thresholds, tie)
-
-
-# --------------------------------------------------------------------------------------------
-# COCO mask AP
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class _CocoImage:
-    dt_scores: np.ndarray  # (D,) sorted descending (stable), truncated to max_dets
-    dtm: np.ndarray  # (A, T, D) bool: matched
-    dt_ig: np.ndarray  # (A, T, D) bool: ignored
-    gt_ig: np.ndarray  # (A, G) bool: ignored
-
-
-def _scores_for(pred_ids: np.ndarray, scores) -> np.ndarray:
-    if scores is None:
-        return np.ones(len(pred_ids), np.float64)
-    if isinstance(scores, Mapping) or hasattr(scores, "index") and hasattr(scores, "loc"):
-        try:
-            return np.array([float(scores[int(i)]) for i in pred_ids], np.float64)
-        except KeyError as e:
-            raise ValueError(f"no score for predicted label {e.args[0]}") from None
-    s = np.asarray(scores, np.float64).ravel()
-    if len(s) != len(pred_ids):
-        raise ValueError(f"got {len(s)} scores for {len(pred_ids)} predicted objects")
-    return s
-
-
-def _coco_eval_image(ov: _Overlap, scores: np.ndarray, max_dets: int) -> _CocoImage | None:
-    """pycocotools ``COCOeval.evaluateImg`` for every area range, one category, no crowds."""
-    n_g, n_p = ov.n_gt, ov.n_pred
-    if n_g == 0 and n_p == 0:
-        return None
-    order = np.argsort(-scores, kind="mergesort")[:max_dets]
-    rank = np.full(n_p, -1, np.int64)
-    rank[order] = np.arange(len(order))
-    keep = rank[ov.pj] >= 0
-    d, g, v = rank[ov.pj[keep]], ov.gi[keep], ov.iou[keep]
-    srt = np.lexsort((g, d))
-    d, g, v = d[srt], g[srt], v[srt]
-    D, T, A = len(order), len(COCO_IOU_THRESHOLDS), len(COCO_AREA_RANGES)
-    dt_area = ov.pred_area[order]
-    dtm = np.zeros((A, T, D), bool)
-    dt_ig = np.zeros((A, T, D), bool)
-    gt_ig = np.zeros((A, n_g), bool)
-    for a, (lo, hi) in enumerate(COCO_AREA_RANGES.values()):
-        gig = (ov.gt_area < lo) | (ov.gt_area > hi)
-        gt_ig[a] = gig
-        for t, thr in enumerate(COCO_IOU_THRESHOLDS):
-            c = v >= min(thr, 1 - 1e-10)
-            cd, cg, cv = d[c], g[c], v[c]
-            if len(cd) == len(np.unique(cd)) and len(cg) == len(np.unique(cg)):
-                dtm[a, t, cd] = True
-                dt_ig[a, t, cd] = gig[cg]
-                continue
-            # ambiguous candidates (exact IoU ties): pycocotools' greedy loop. Detections in
-            # score order take the unmatched gt with the highest IoU, non-ignored gts first,
-            # equal IoU -> the later gt.
-            taken = np.zeros(n_g, bool)
-            starts = np.flatnonzero(np.r_[True, cd[1:] != cd[:-1]])
-            ends = np.r_[starts[1:], len(cd)]
-            for s, e in zip(starts.tolist(), ends.tolist()):
-                best, key = -1, None
-                for gg, vv in zip(cg[s:e].tolist(), cv[s:e].tolist()):
-                    if taken[gg]:
-                        continue
-                    k = (not gig[gg], vv, gg)
-                    if key is None or k > key:
-                        best, key = gg, k
-                if best >= 0:
-                    taken[best] = True
-                    dtm[a, t, cd[s]] = True
-                    dt_ig[a, t, cd[s]] = gig[best]
-        out = (dt_area < lo) | (dt_area > hi)
-        dt_ig[a] |= ~dtm[a] & out[None, :]
-    return _CocoImage(scores[order], dtm, dt_ig, gt_ig)
-
-
-def _coco_accumulate(images: Sequence[_CocoImage | None]) -> dict:
-    """pycocotools ``COCOeval.accumulate`` + the AP part of ``summarize``."""
-    E = [e for e in images if e is not None]
-    T, R, A = len(COCO_IOU_THRESHOLDS), len(COCO_RECALL_THRESHOLDS), len(COCO_AREA_RANGES)
-    precision = -np.ones((T, R, A))
-    if E:
-        scores = np.concatenate([e.dt_scores for e in E])
-        inds = np.argsort(-scores, kind="mergesort")
-        for a in range(A):
-            npig = sum(int(np.count_nonzero(~e.gt_ig[a])) for e in E)
-            if npig == 0:
-                continue
-            dtm = np.concatenate([e.dtm[a] for e in E], axis=1)[:, inds]
-            dt_ig = np.concatenate([e.dt_ig[a] for e in E], axis=1)[:, inds]
-            tp_sum = np.cumsum(dtm & ~dt_ig, axis=1).astype(float)
-            fp_sum = np.cumsum(~dtm & ~dt_ig, axis=1).astype(float)
-            nd = tp_sum.shape[1]
-            for t in range(T):
-                tp, fp = tp_sum[t], fp_sum[t]
-                rc = tp / npig
-                pr = tp / (fp + tp + np.spacing(1))
-                pr = np.maximum.accumulate(pr[::-1])[::-1]
-                q = np.zeros(R)
-                idx = np.searchsorted(rc, COCO_RECALL_THRESHOLDS, side="left")
-                ok = idx < nd
-                q[ok] = pr[idx[ok]]
-                precision[t, :, a] = q
-
-    def _mean(p):
-        p = p[p > -1]
-        return float(np.mean(p)) if p.size else float("nan")
-
-    t50 = np.flatnonzero(COCO_IOU_THRESHOLDS == 0.5)
-    t75 = np.flatnonzero(COCO_IOU_THRESHOLDS == 0.75)
-    return dict(
-        AP=_mean(precision[:, :, 0]),
-        AP50=_mean(precision[t50, :, 0]),
-        AP75=_mean(precision[t75, :, 0]),
-        AP_S=_mean(precision[:, :, 1]),
-        AP_M=_mean(precision[:, :, 2]),
-        AP_L=_mean(precision[:, :, 3]),
-    )
-
-
-def coco_mask_ap(gts: Sequence, preds: Sequence, scores=None, max_dets: int = COCO_MAX_DETS) -> dict:
-    """COCO mask average precision over a list of images (seed 002), single category.
-
-    A re-implementation of ``pycocotools.cocoeval.COCOeval`` with ``iouType="segm"`` that
-    gives the same numbers: detections sorted by score (stable), at most ``max_dets`` per
-    image; per IoU threshold 0.50:0.05:0.95 a greedy match in score order (IoU >= t, the
-    best-IoU unmatched ground truth); ground truths outside an area range are ignored, as
-    are unmatched detections outside it; precision is made monotone and sampled at the 101
-    recall points 0:0.01:1; AP is the mean over thresholds and recall points. No crowd
-    regions. Areas are pixel counts; small < 32**2 <= medium <= 96**2 < large (ends
-    inclusive like pycocotools).
-
-    Parameters
-    ----------
-    gts, preds : sequences of (H, W) integer arrays
-        Ground truth and predicted label images, one pair per image.
-    scores : None or sequence
-        One entry per image: None (all predictions score 1.0), a mapping
-        ``{label id: score}`` (dict or pandas Series), or an array aligned with the sorted
-        predicted label ids. With equal scores the order is ascending label id (then image
-        order across images), which is what pycocotools does with annotations listed in
-        that order.
-    max_dets : int
-        Detections kept per image, default :data:`COCO_MAX_DETS` = 1000 (pycocotools'
-        default 100 is too low for dense nuclei images; set ``params.maxDets`` to compare).
-
-    Returns
-    -------
-    dict
-        ``AP, AP50, AP75, AP_S, AP_M, AP_L``. NaN where pycocotools reports -1 (no ground
-        truth object in that area range).
-
-    Examples
-    --------
-    >>> gt = np.array([[1, 1, 0, 2, 2]])
-    >>> ap = coco_mask_ap([gt], [gt])
-    >>> ap["AP"], ap["AP50"], ap["AP_S"], ap["AP_M"]
-    (1.0, 1.0, 1.0, nan)
-    """
-    if len(gts) != len(preds):
-        raise ValueError(f"got {len(gts)} ground truth and {len(preds)} predicted images")
-    if scores is None:
-        scores = [None] * len(gts)
-    if len(scores) != len(gts):
-        raise ValueError(f"got {len(scores)} score entries for {len(gts)} images")
-    images = []
-    for g, p, s in zip(gts, preds, scores):
-        ov = _overlap(*_check_pair(g, p))
-        images.append(_coco_eval_image(ov, _scores_for(ov.pred_ids, s), int(max_dets)))
-    return _coco_accumulate(images)
-
-
 # --------------------------------------------------------------------------------------------
 # over / under segmentation, instance error
 # --------------------------------------------------------------------------------------------
 
 
-def _over_under(ov: _Overlap, thresh: float) -> tuple[int, int, np.ndarray]:
+def _over_under(ov: Overlap, thresh: float) -> tuple[int, int, np.ndarray]:
     """(over, under, under-segmenting pair mask over the sparse pairs)."""
     # over: pred piece lies mostly inside one gt nucleus
     piece = ov.inter >= thresh * ov.pred_area[ov.pj]
@@ -672,7 +128,7 @@ def over_under_segmentation(gt, pred, thresh: float = 0.5) -> dict:
     """
     if not thresh > 0:
         raise ValueError("thresh must be > 0")
-    over, under, _ = _over_under(_overlap(*_check_pair(gt, pred)), float(thresh))
+    over, under, _ = _over_under(overlap(*check_pair(gt, pred)), float(thresh))
     return {"over": over, "under": under}
 
 
@@ -692,7 +148,7 @@ def _touching_ids(lab: np.ndarray) -> np.ndarray:
     return np.unique(np.concatenate(found)).astype(np.int64) if found else np.zeros(0, np.int64)
 
 
-def _instance_error_counts(gt: np.ndarray, ov: _Overlap, thresh: float) -> tuple[int, int]:
+def _instance_error_counts(gt: np.ndarray, ov: Overlap, thresh: float) -> tuple[int, int]:
     touching = np.isin(ov.gt_ids, _touching_ids(gt))
     _, _, merged_pairs = _over_under(ov, thresh)
     merged_gt = np.zeros(ov.n_gt, bool)
@@ -740,8 +196,8 @@ def instance_error(gt, pred, thresh: float = 0.5, return_counts: bool = False):
     >>> instance_error(gt, pred, return_counts=True)
     (2, 4)
     """
-    gt, pred = _check_pair(gt, pred)
-    n_err, n_touch = _instance_error_counts(gt, _overlap(gt, pred), float(thresh))
+    gt, pred = check_pair(gt, pred)
+    n_err, n_touch = _instance_error_counts(gt, overlap(gt, pred), float(thresh))
     if return_counts:
         return n_err, n_touch
     return n_err / n_touch if n_touch else float("nan")
@@ -752,7 +208,7 @@ def instance_error(gt, pred, thresh: float = 0.5, return_counts: bool = False):
 # --------------------------------------------------------------------------------------------
 
 
-def _fg_counts(ov: _Overlap) -> tuple[int, int, int]:
+def _fg_counts(ov: Overlap) -> tuple[int, int, int]:
     return int(ov.inter.sum()), int(ov.gt_area.sum()), int(ov.pred_area.sum())
 
 
@@ -775,7 +231,7 @@ def dice(gt, pred) -> float:
     >>> dice(np.array([[1, 1, 0, 0]]), np.array([[0, 3, 3, 0]]))
     0.5
     """
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_pair(gt, pred)
     a, b = gt > 0, pred > 0
     return _dice_from(int(np.count_nonzero(a & b)), int(a.sum()), int(b.sum()))
 
@@ -790,7 +246,7 @@ def pixel_iou(gt, pred) -> float:
     >>> pixel_iou(np.array([[1, 1, 0, 0]]), np.array([[0, 3, 3, 0]]))
     0.3333333333333333
     """
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_pair(gt, pred)
     a, b = gt > 0, pred > 0
     return _iou_from(int(np.count_nonzero(a & b)), int(a.sum()), int(b.sum()))
 
@@ -847,7 +303,7 @@ def boundary_dice(gt, pred, width: int = 7) -> float:
     >>> boundary_dice(gt, np.zeros_like(gt))
     0.0
     """
-    gt, pred = _check_pair(gt, pred)
+    gt, pred = check_pair(gt, pred)
     bg, bp = _boundary_band(gt, int(width)), _boundary_band(pred, int(width))
     return _dice_from(int(np.count_nonzero(bg & bp)), int(bg.sum()), int(bp.sum()))
 
@@ -873,21 +329,21 @@ _COUNT_COLUMNS = (
 )
 
 
-def _evaluate_ov(gt, pred, ov: _Overlap, scores, tie: str, max_dets: int):
-    tp50, s50 = _match(ov, 0.5, tie)
-    tp70, _ = _match(ov, 0.7, tie)
-    m50 = _counts_dict(tp50, ov.n_gt, ov.n_pred, s50)
-    m70 = _counts_dict(tp70, ov.n_gt, ov.n_pred, 0.0)
+def _evaluate_ov(gt, pred, ov: Overlap, scores, tie: str, max_dets: int):
+    tp50, s50 = match_overlap(ov, 0.5, tie)
+    tp70, _ = match_overlap(ov, 0.7, tie)
+    m50 = counts_dict(tp50, ov.n_gt, ov.n_pred, s50)
+    m70 = counts_dict(tp70, ov.n_gt, ov.n_pred, 0.0)
     inter, a, b = _fg_counts(ov)
     over, under, _ = _over_under(ov, 0.5)
     n_err, n_touch = _instance_error_counts(gt, ov, 0.5)
-    coco_img = _coco_eval_image(ov, _scores_for(ov.pred_ids, scores), max_dets)
-    coco = _coco_accumulate([coco_img])
+    coco_img = coco_eval_overlap(ov, scores_for(ov.pred_ids, scores), max_dets)
+    coco = coco_accumulate([coco_img])
     row = dict(
         n_true=ov.n_gt,
         n_pred=ov.n_pred,
-        dsb_map=_dsb_map(ov, DSB_THRESHOLDS, tie),
-        object_f1_avg=_object_f1_avg(ov, DSB_THRESHOLDS, tie),
+        dsb_map=dsb_map_overlap(ov, DSB_THRESHOLDS, tie),
+        object_f1_avg=object_f1_overlap(ov, DSB_THRESHOLDS, tie),
         tp_50=m50["tp"],
         fp_50=m50["fp"],
         fn_50=m50["fn"],
@@ -950,9 +406,9 @@ def evaluate_pair(gt, pred, scores=None, tie: str = "gt", max_dets: int = COCO_M
     >>> row["dsb_map"], row["f1_50"], row["over"], row["coco_ap"]
     (1.0, 1.0, 0, 1.0)
     """
-    _check_tie(tie)
-    gt, pred = _check_pair(gt, pred)
-    row, _ = _evaluate_ov(gt, pred, _overlap(gt, pred), scores, tie, int(max_dets))
+    check_tie(tie)
+    gt, pred = check_pair(gt, pred)
+    row, _ = _evaluate_ov(gt, pred, overlap(gt, pred), scores, tie, int(max_dets))
     return row
 
 
@@ -1052,7 +508,7 @@ def evaluate_dataset(
     """
     import pandas as pd
 
-    _check_tie(tie)
+    check_tie(tie)
     if len(gts) != len(preds):
         raise ValueError(f"got {len(gts)} ground truth and {len(preds)} predicted images")
     if scores is None:
@@ -1061,14 +517,14 @@ def evaluate_dataset(
         raise ValueError(f"got {len(scores)} score entries for {len(gts)} images")
     rows, coco_imgs = [], []
     for i, (g, p, s) in enumerate(zip(gts, preds, scores)):
-        g, p = _check_pair(g, p)
-        row, ci = _evaluate_ov(g, p, _overlap(g, p), s, tie, int(max_dets))
+        g, p = check_pair(g, p)
+        row, ci = _evaluate_ov(g, p, overlap(g, p), s, tie, int(max_dets))
         if names is not None:
             row = {"image": names[i], **row}
         rows.append(row)
         coco_imgs.append(ci)
     table = pd.DataFrame(rows)
     summary = summarize_rows(table)
-    summary.update({f"coco_{k}": v for k, v in _coco_accumulate(coco_imgs).items()})
+    summary.update({f"coco_{k}": v for k, v in coco_accumulate(coco_imgs).items()})
     summary["coco_max_dets"] = int(max_dets)
     return table, summary

@@ -45,301 +45,36 @@ Numeric channels from file names are written without leading zeros
 (``C01`` -> ``"1"``, ``ch1`` -> ``"1"``, ``w2`` -> ``"2"``), so a channel is
 named the same way whatever the microscope; channel names (from a sample sheet
 or a regex) are kept as written.
-
-Examples
---------
->>> normalize_well("a1")
-('A01', 'A', 1)
->>> parse_name("DEMO_B12_s10_w2.tif", "cellprofiler")["field"]
-10
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import pandas as pd
 
-__all__ = [
-    "SCHEMES",
-    "ManifestError",
-    "build_manifest",
-    "check_complete",
-    "normalize_well",
-    "parse_name",
-]
+from plateseg.io.naming import (
+    EXPECTED_NAMES,
+    SCHEMES,
+    ManifestError,
+    channel_id,
+    name_parser,
+    normalize_well,
+    row_index,
+    well_from_row_column,
+)
 
-SCHEMES: tuple[str, ...] = ("cellprofiler", "operetta", "cellvoyager", "regex", "samplesheet")
+__all__ = ["build_manifest", "check_complete"]
+
 
 COLUMNS: tuple[str, ...] = ("plate", "well", "row", "column", "field", "channel", "path")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("plane", "timepoint")
 
-#: largest plate supported: 3456 wells (48 rows A..AV, 72 columns)
-MAX_ROWS = 48
-MAX_COLUMNS = 72
-
-_EXPECTED = {
-    "cellprofiler": "{plate}_{well}_s{site}_w{channel}.tif, e.g. DEMO_A01_s1_w1.tif",
-    "operetta": "r{row}c{column}f{field}p{plane}-ch{channel}sk{timepoint}fk1fl1.tiff, "
-    "e.g. r01c01f01p01-ch1sk1fk1fl1.tiff",
-    "cellvoyager": "{plate}_{well}_T{timepoint}F{field}L{line}A{action}Z{plane}C{channel}.tif, "
-    "e.g. DEMO_A01_T0001F001L01A01Z01C01.tif",
-    "regex": "the regex in input.pattern",
-    "samplesheet": "a CSV sample sheet (input.sample_sheet)",
-}
-
-_REGEX_GROUPS = ("plate", "well", "row", "column", "field", "site", "channel", "plane", "timepoint")
-
-
-class ManifestError(ValueError):
-    """The imaging run cannot be turned into a manifest (message says why and which config key)."""
-
-
-# --------------------------------------------------------------------------- wells
-
-
-def _row_letter(index: int) -> str:
-    """1 -> "A", 26 -> "Z", 27 -> "AA", 32 -> "AF"."""
-    if not 1 <= index <= MAX_ROWS:
-        raise ManifestError(f"row {index} is out of range (1..{MAX_ROWS})")
-    if index <= 26:
-        return chr(64 + index)
-    return "A" + chr(64 + index - 26)
-
-
-@functools.lru_cache(maxsize=None)
-def _row_index(row: str) -> int:
-    """"A" -> 1, "Z" -> 26, "AA" -> 27; the inverse of :func:`_row_letter`."""
-    if len(row) == 1:
-        return ord(row) - 64
-    return 26 + ord(row[1]) - 64
-
-
-_WELL_RE = re.compile(r"([A-Za-z]{1,2})(\d{1,3})")
-
-
-@functools.lru_cache(maxsize=4096)
-def _normalize_well(well: str) -> tuple[str, str, int]:
-    m = _WELL_RE.fullmatch(well.strip())
-    if m is None:
-        raise ManifestError(f"invalid well {well!r}: expected a row letter (A..P, AA..AF) and a column, like A01")
-    row, column = m.group(1).upper(), int(m.group(2))
-    if len(row) == 2 and (row[0] != "A" or _row_index(row) > MAX_ROWS):
-        raise ManifestError(f"invalid well {well!r}: row {row!r} is not a plate row (A..Z, then AA..AV)")
-    if not 1 <= column <= MAX_COLUMNS:
-        raise ManifestError(f"invalid well {well!r}: column {column} is out of range (1..{MAX_COLUMNS})")
-    return f"{row}{column:02d}", row, column
-
-
-def normalize_well(well: str) -> tuple[str, str, int]:
-    """Normalise a well name to ``(well, row, column)``.
-
-    Parameters
-    ----------
-    well : str
-        Well as written in a file name or sample sheet: ``A1``, ``a01``, ``P24``,
-        ``AF48`` (rows beyond Z of 1536-well plates are two letters).
-
-    Returns
-    -------
-    well : str
-        ``A01`` form (column zero-padded to two digits).
-    row : str
-        Row letter(s), upper case.
-    column : int
-        1-based column.
-
-    Raises
-    ------
-    ManifestError
-        When ``well`` is not a well name.
-
-    Examples
-    --------
-    >>> normalize_well("a1")
-    ('A01', 'A', 1)
-    >>> normalize_well("AF48")
-    ('AF48', 'AF', 48)
-    """
-    if not isinstance(well, str):
-        raise ManifestError(f"invalid well {well!r}: expected a string like A01")
-    return _normalize_well(well)
-
-
-def _well_from_row_column(row: str, column: str | int) -> tuple[str, str, int]:
-    row = str(row).strip()
-    if row.isdigit():
-        row = _row_letter(int(row))
-    return normalize_well(f"{row}{int(column)}")
-
-
-def _channel(value) -> str:
-    """Digits lose leading zeros ("01" -> "1"); names are kept as written."""
-    text = str(value).strip()
-    return str(int(text)) if text.isdigit() else text
-
-
-# --------------------------------------------------------------------------- parsers
-
-_CELLPROFILER = r"(?P<plate>[\w-]+?)_(?P<well>[A-Za-z]{1,2}\d{1,3})(?:_s(?P<field>\d+))?_w(?P<channel>\d+)"
-# tried in order: plain or MetaXpress GUID suffix (a GUID may start with a digit), then any suffix
-_CELLPROFILER_RES = (
-    re.compile(
-        _CELLPROFILER + r"(?:[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12})?", re.IGNORECASE
-    ),
-    re.compile(_CELLPROFILER + r"[A-Za-z][A-Za-z0-9-]*", re.IGNORECASE),
-)
-_OPERETTA_RE = re.compile(
-    r"r(?P<row>\d+)c(?P<column>\d+)f(?P<field>\d+)p(?P<plane>\d+)-ch(?P<channel>\d+)"
-    r"sk(?P<timepoint>\d+)fk\d+fl\d+",
-    re.IGNORECASE,
-)
-_CELLVOYAGER_RE = re.compile(
-    r"(?P<plate>[\w-]+?)_(?P<well>[A-Za-z]{1,2}\d{1,3})_T(?P<timepoint>\d+)F(?P<field>\d+)"
-    r"L\d+A\d+Z(?P<plane>\d+)C(?P<channel>\d+)",
-    re.IGNORECASE,
-)
-
-
-def _stem(name: str) -> str:
-    """File name without directory, extension and a trailing ``.ome``."""
-    base = name.rsplit("/", 1)[-1]
-    stem, _ = os.path.splitext(base)
-    if stem.lower().endswith(".ome"):
-        stem = stem[:-4]
-    return stem
-
-
-def _from_match(m: re.Match, plate: str | None, has_plane: bool, has_timepoint: bool) -> dict | None:
-    g = m.groupdict()
-    try:
-        if g.get("well") is not None:
-            well, row, column = normalize_well(g["well"])
-        else:
-            well, row, column = _well_from_row_column(g["row"], g["column"])
-        field = g.get("field")
-        if field is None:
-            field = g.get("site")
-        channel = g.get("channel")
-        out = {
-            "plate": g["plate"] if g.get("plate") else plate,
-            "well": well,
-            "row": row,
-            "column": column,
-            "field": int(field) if field is not None else 1,
-            "channel": _channel(channel) if channel not in (None, "") else "1",
-        }
-        if has_plane:
-            out["plane"] = int(g["plane"]) if g.get("plane") is not None else 1
-        if has_timepoint:
-            out["timepoint"] = int(g["timepoint"]) if g.get("timepoint") is not None else 1
-    except (ManifestError, ValueError, TypeError):
-        return None
-    return out
-
-
-@functools.lru_cache(maxsize=64)
-def _compile_user_regex(pattern: str) -> re.Pattern:
-    if not pattern:
-        raise ManifestError(
-            "input.scheme 'regex' needs a regular expression with named groups in config key `input.pattern`"
-        )
-    try:
-        compiled = re.compile(pattern)
-    except re.error as err:
-        raise ManifestError(f"config key `input.pattern`: {pattern!r} is not a valid regular expression: {err}") from err
-    groups = set(compiled.groupindex)
-    if "well" not in groups and not {"row", "column"} <= groups:
-        has = ", ".join(sorted(groups)) or "no named groups"
-        raise ManifestError(
-            f"config key `input.pattern`: {pattern!r} has {has}; it needs a named group `well` "
-            f"(like (?P<well>[A-P]\\d+)) or both `row` and `column`. Optional groups: "
-            "plate, field (or site), channel, plane, timepoint"
-        )
-    return compiled
-
-
-def _make_parser(scheme: str, pattern: str | None, plate: str | None) -> tuple[Callable[[str], dict | None], bool, bool]:
-    """Return ``(parse, has_plane, has_timepoint)``; ``parse`` takes a relative path."""
-    if scheme == "cellprofiler":
-        plain, suffixed = _CELLPROFILER_RES
-
-        def parse(name: str) -> dict | None:
-            stem = _stem(name)
-            m = plain.fullmatch(stem) or suffixed.fullmatch(stem)
-            return None if m is None else _from_match(m, plate, False, False)
-
-        return parse, False, False
-    if scheme in ("operetta", "cellvoyager"):
-        rx = _OPERETTA_RE if scheme == "operetta" else _CELLVOYAGER_RE
-
-        def parse(name: str) -> dict | None:
-            m = rx.fullmatch(_stem(name))
-            return None if m is None else _from_match(m, plate, True, True)
-
-        return parse, True, True
-    if scheme == "regex":
-        rx = _compile_user_regex(pattern)
-        groups = rx.groupindex
-        has_plane, has_timepoint = "plane" in groups, "timepoint" in groups
-        on_path = "/" in (pattern or "")
-
-        def parse(name: str) -> dict | None:
-            target = name if on_path else name.rsplit("/", 1)[-1]
-            m = rx.fullmatch(target)
-            if m is None:
-                m = rx.fullmatch(os.path.splitext(target)[0])
-            return None if m is None else _from_match(m, plate, has_plane, has_timepoint)
-
-        return parse, has_plane, has_timepoint
-    if scheme == "samplesheet":
-        raise ManifestError("input.scheme 'samplesheet' reads a CSV (input.sample_sheet), not file names")
-    raise ManifestError(f"unknown input.scheme {scheme!r}; valid schemes: {', '.join(SCHEMES)}")
-
-
-def parse_name(name: str, scheme: str, pattern: str | None = None, plate: str | None = None) -> dict | None:
-    """Parse one image file name.
-
-    Parameters
-    ----------
-    name : str
-        File name (or path relative to the input folder, ``/``-separated).
-    scheme : str
-        One of :data:`SCHEMES` except ``"samplesheet"``.
-    pattern : str, optional
-        Regex with named groups, for ``scheme="regex"``.
-    plate : str, optional
-        Plate name for schemes whose names do not carry one.
-
-    Returns
-    -------
-    dict or None
-        ``plate, well, row, column, field, channel`` (+ ``plane, timepoint`` when the
-        scheme has them), or None when the name does not follow the scheme.
-
-    Raises
-    ------
-    ManifestError
-        Unknown scheme, or a regex without the required groups.
-
-    Examples
-    --------
-    >>> parse_name("r02c03f10p01-ch2sk1fk1fl1.tiff", "operetta", plate="P1")["well"]
-    'B03'
-    >>> parse_name("notes.tif", "cellprofiler") is None
-    True
-    """
-    parse, _, _ = _make_parser(scheme, pattern, plate)
-    return parse(name.replace(os.sep, "/"))
-
 
 # --------------------------------------------------------------------------- scanning
-
-
 def _scan(base: str, extensions: tuple[str, ...]) -> list[tuple[str, str]]:
     """``(relative posix path, path joined with base)`` of image files under ``base``, hidden ones skipped."""
     found: list[tuple[str, str]] = []
@@ -418,15 +153,13 @@ def _finish(records: dict[str, list], label: str) -> pd.DataFrame:
 
     sort_cols = ["_plate", "_row", "column", "field", "_channel", *[c for c in OPTIONAL_COLUMNS if c in df], "path"]
     df["_plate"] = _rank(df["plate"])
-    df["_row"] = df["row"].map(_row_index)
+    df["_row"] = df["row"].map(row_index)
     df["_channel"] = _rank(df["channel"])
     df = df.sort_values(sort_cols, kind="stable").drop(columns=["_plate", "_row", "_channel"])
     return df.reset_index(drop=True)
 
 
 # --------------------------------------------------------------------------- sample sheet
-
-
 def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
     sheet = os.fspath(sample_sheet)
     if not os.path.isfile(sheet):
@@ -468,7 +201,7 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
             if "well" in rec and rec["well"].strip():
                 well, row, column = normalize_well(rec["well"])
             else:
-                well, row, column = _well_from_row_column(rec["row"], rec["column"])
+                well, row, column = well_from_row_column(rec["row"], rec["column"])
             field = int(rec["field"]) if rec.get("field", "").strip() else 1
             plane = int(rec["plane"]) if rec.get("plane", "").strip() else 1
             timepoint = int(rec["timepoint"]) if rec.get("timepoint", "").strip() else 1
@@ -485,7 +218,7 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
         records["row"].append(row)
         records["column"].append(column)
         records["field"].append(field)
-        records["channel"].append(_channel(channel) if channel else "1")
+        records["channel"].append(channel_id(channel) if channel else "1")
         records["path"].append(path)
         if has_plane:
             records["plane"].append(plane)
@@ -505,8 +238,6 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
 
 
 # --------------------------------------------------------------------------- public
-
-
 def build_manifest(
     input_dir,
     scheme: str,
@@ -577,13 +308,13 @@ def build_manifest(
     exts = tuple(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     if plate is None:
         plate = _folder_plate_name(base)
-    parse, has_plane, has_timepoint = _make_parser(scheme, pattern, plate)
+    parse, has_plane, has_timepoint = name_parser(scheme, pattern, plate)
 
     files = _scan(base, exts)
     if not files:
         raise ManifestError(
             f"input folder {base!r} (config key `input.dir`) holds no image files ({'/'.join(exts)}); "
-            f"expected names like {_EXPECTED[scheme]} (config key `input.scheme`)"
+            f"expected names like {EXPECTED_NAMES[scheme]} (config key `input.scheme`)"
         )
 
     records: dict[str, list] = {c: [] for c in COLUMNS}
@@ -603,7 +334,7 @@ def build_manifest(
         records["path"].append(path)
 
     if not records["path"]:
-        expected = _EXPECTED[scheme] if scheme != "regex" else f"the regex {pattern!r} (config key `input.pattern`)"
+        expected = EXPECTED_NAMES[scheme] if scheme != "regex" else f"the regex {pattern!r} (config key `input.pattern`)"
         raise ManifestError(
             f"no image file in {base!r} (config key `input.dir`) matches input.scheme {scheme!r}: "
             f"expected names like {expected}; found {len(files)} file(s) such as {_examples(unmatched)}"
@@ -616,7 +347,7 @@ def _well_key(well) -> tuple:
         _, row, column = normalize_well(str(well))
     except ManifestError:
         return (0, 0, str(well))
-    return (_row_index(row), column, "")
+    return (row_index(row), column, "")
 
 
 def check_complete(manifest: pd.DataFrame) -> list[str]:

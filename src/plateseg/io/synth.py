@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import logging
 import math
-import string
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +34,7 @@ import tifffile
 from scipy import ndimage
 
 from plateseg.io.files import atomic_path, write_table
+from plateseg.io.naming import row_index
 
 __all__ = ["synth_field", "write_demo_run", "write_training_set"]
 
@@ -376,16 +376,6 @@ def _write_tiff_atomic(path: Path, array: np.ndarray, pixel_size: float | None =
         tifffile.imwrite(fh, array, photometric="minisblack", **kwargs)
 
 
-def _row_number(row: str) -> int:
-    """'A' -> 1, 'Z' -> 26, 'AA' -> 27."""
-    n = 0
-    for ch in row.upper():
-        if ch not in string.ascii_uppercase:
-            raise ValueError(f"row must be letters, got {row!r}")
-        n = n * 26 + ord(ch) - ord("A") + 1
-    return n
-
-
 def write_demo_run(
     out_dir,
     plate="DEMO",
@@ -466,7 +456,7 @@ def write_demo_run(
         for ci, col in enumerate(columns):
             well = f"{row}{col:02d}"
             for site in range(1, fields + 1):
-                rng = np.random.default_rng([int(seed), _row_number(row), col, site])
+                rng = np.random.default_rng([int(seed), row_index(row), col, site])
                 image, labels = synth_field(
                     rng, shape=shape, density=float(densities[ci]), marker_level=float(markers[ri]),
                     pixel_size=pixel_size,

@@ -17,13 +17,6 @@ __all__ = ["plate_grid", "plate_heatmaps", "importance_figure"]
 log = logging.getLogger("plateseg.measure.qc")
 
 
-def _row_index(row: str) -> int:
-    n = 0
-    for ch in row:
-        n = n * 26 + (ord(ch) - 64)
-    return n - 1
-
-
 def plate_grid(summary: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str], list[int]]:
     """Arrange one per-well value as a (rows, columns) grid; wells not imaged are NaN.
 
