@@ -4,13 +4,14 @@ Acceptance of issue 5. Uses the engines of ``bench/unet_dsb.py`` and ``bench/mas
 (``bench/out/unet_dsb/unet.pt``, ``bench/out/maskrcnn_dsb/maskrcnn.pt``), which trained on the same
 images and never saw the validation split or the held-out fold (:func:`dsb_split`). Both engines
 predict the validation split and the held-out fold; each candidate gets its features and its IoU with
-the truth. The picker (:func:`plateseg.ensemble.picker.train_picker`, default :class:`PickerParams`) must
+the truth (:func:`plateseg.pipeline.candidates.image_candidates`, as the workflow's rule oof_candidates).
+The picker (:func:`plateseg.ensemble.picker.train_picker`, the config's :class:`PickerParams`) must
 never see the image it predicts, so the held-out fold is cross-fitted (``--crossfit K``, default 5):
 its images are split into K folds by image group, and the candidates of each are predicted by a picker
 trained on the validation candidates plus those of the other K-1 test folds -- every prediction comes
 from a picker that saw neither the image nor its group, from engines that saw none of these images.
 ``--crossfit 0`` trains one picker on the validation split alone (that variant is always reported as
-its own row, "ensemble (picker: val only)"). :func:`plateseg.ensemble.picker.compare_methods` scores the
+its own row, "ensemble (picker: val only)"). :func:`plateseg.ensemble.compare.compare_methods` scores the
 classical baseline, U-Net, Mask R-CNN, the ensemble and the oracle (the best candidate by true IoU, the
 upper bound of any picker over these candidates). Engine settings are the ones each engine's benchmark
 chose on the validation split (watershed markers and thresholds; Mask R-CNN score threshold).
@@ -29,30 +30,28 @@ from __future__ import annotations
 import argparse
 import datetime as _dt
 import json
-import os
-import platform
 import re
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import REPO, common_args, dsb_split, setup_logging, table_markdown, write_section  # noqa: E402
+from plateseg.pipeline.bench import (command_text, common_args, dsb_split, relative_path, start_run, table_markdown,
+                                     workflow_config, write_section)
+
+REPO = Path(__file__).resolve().parents[1]
 
 SECTION = "## Ensemble on DSB2018 fluo"
 
 
 def parse_args(argv=None):
-    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "ensemble_dsb")
+    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "ensemble_dsb", REPO)
     ap.add_argument("--unet", default=str(REPO / "bench" / "out" / "unet_dsb"))
     ap.add_argument("--maskrcnn", default=str(REPO / "bench" / "out" / "maskrcnn_dsb"))
     ap.add_argument("--markers", default="centre", choices=["boundary", "centre", "points"],
                     help="U-Net watershed markers of the U-Net candidates (settings from the U-Net benchmark)")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--halo", type=int, default=64)
-    ap.add_argument("--min-iou", type=float, default=0.3)
-    ap.add_argument("--nms-iou", type=float, default=0.3)
+    ap.add_argument("--min-iou", type=float, default=None, help="default: config ensemble.min_iou")
+    ap.add_argument("--nms-iou", type=float, default=None, help="default: config ensemble.nms_iou")
     ap.add_argument("--tune", action="store_true",
                     help="choose --min-iou and --nms-iou on the validation split (picker cross-validated there)")
     ap.add_argument("--crossfit", type=int, default=5,
@@ -68,20 +67,29 @@ TABLE = [("DSB mAP", "mean_dsb_map"), ("Dice", "mean_dice"), ("Precision@0.7", "
 
 def main(argv=None):
     args = parse_args(argv)
-    t_run = time.perf_counter()
-    out = Path(args.out)
-    log = setup_logging(out, ())
+    run = start_run(args, ("plateseg.pipeline.candidates",))
+    out, log = run.out, run.log
 
     import numpy as np
     import pandas as pd
     import torch
 
-    torch.set_num_threads(args.threads)
+    from plateseg.config.params import picker_settings
     from plateseg.engines import maskrcnn, unet
-    from plateseg.segment.classical import segment_classical
+    from plateseg.ensemble.compare import compare_methods
+    from plateseg.ensemble.features import save_candidate_labels
+    from plateseg.ensemble.pick import pick
+    from plateseg.ensemble.picker import PickerParams, cross_validated_predictions, train_picker
     from plateseg.io.annotated import grouped_folds
-    from plateseg.ensemble.picker import (compare_methods, cross_validated_predictions, engine_predictions,
-                                   field_candidates, pick, train_picker)
+    from plateseg.pipeline.candidates import image_candidates
+    from plateseg.segment.classical import segment_classical
+
+    config = workflow_config(args.config)
+    picker_params = PickerParams.coerce(picker_settings(config))
+    if args.min_iou is None:
+        args.min_iou = config["ensemble"]["min_iou"]
+    if args.nms_iou is None:
+        args.nms_iou = config["ensemble"]["nms_iou"]
 
     data = Path(args.data).resolve()
     _, test, val, train, group_of = dsb_split(data, args.fold, args.k, args.val_groups_k, args.seed, groups=True)
@@ -106,21 +114,12 @@ def main(argv=None):
              len(val), len(test), watershed, detection)
 
     def candidates(items, split):
-        tables, labels = [], {}
+        # the workflow's candidates (rule oof_candidates): both engines, features, true IoU
         t0 = time.perf_counter()
-        for i, (image_id, image, truth) in enumerate(items, start=1):
-            maps, labs, scores = engine_predictions(image, engines["unet"], engines["maskrcnn"], args.tile,
-                                                    args.halo, 2, watershed, detection, "cpu")
-            t = field_candidates(labs, maps, scores, truth=truth)
-            t.insert(0, "image", image_id)
-            tables.append(t)
-            labels[image_id] = labs
-            if i % 10 == 0 or i == len(items):
-                log.info("%s: %d/%d images (%.0f s)", split, i, len(items), time.perf_counter() - t0)
-        table = pd.concat(tables, ignore_index=True)
+        table, labels = image_candidates(items, engines["unet"], engines["maskrcnn"], args.tile, args.halo, 2,
+                                         watershed, detection, "cpu", name=split)
         table.to_parquet(out / f"candidates_{split}.parquet", index=False)
-        np.savez_compressed(out / f"labels_{split}.npz",
-                            **{f"{i}/{e}": lab for i, labs in labels.items() for e, lab in labs.items()})
+        save_candidate_labels(labels, out / f"labels_{split}.npz")
         return table, labels, time.perf_counter() - t0
 
     val_table, val_labels, val_seconds = candidates(val, "val")
@@ -132,7 +131,7 @@ def main(argv=None):
 
         group = {image_id: k % 5 for k, image_id in enumerate(sorted(val_table["image"].unique()))}
         val_table["group"] = val_table["image"].map(group)
-        val_table["predicted_iou"] = cross_validated_predictions(val_table, group="group")
+        val_table["predicted_iou"] = cross_validated_predictions(val_table, picker_params, group="group")
         by_image = dict(tuple(val_table.groupby("image")))
         for min_iou in (0.3, 0.4, 0.5, 0.6):
             for nms_iou in (0.2, 0.3, 0.5):
@@ -145,7 +144,7 @@ def main(argv=None):
         pd.DataFrame(tuning).to_csv(out / "tuning.csv", index=False)
         val_table = val_table.drop(columns=["group", "predicted_iou"])
     t0 = time.perf_counter()
-    picker = train_picker(val_table, log=log)
+    picker = train_picker(val_table, params=picker_params, log=log)
     picker_seconds = time.perf_counter() - t0
     test_table, test_labels, test_seconds = candidates(test, "test")
     val_only = picker.predict(test_table)
@@ -155,12 +154,13 @@ def main(argv=None):
                               seed=args.seed)
         test_table["crossfit"] = test_table["image"].map(dict(zip(folds["id"], folds["fold"])))
         t0 = time.perf_counter()
-        test_table["predicted_iou"] = cross_validated_predictions(test_table, group="crossfit", always=val_table)
+        test_table["predicted_iou"] = cross_validated_predictions(test_table, picker_params, group="crossfit",
+                                                                always=val_table)
         log.info("cross-fitted picker: %d folds of the test images (%.0f s)", args.crossfit, time.perf_counter() - t0)
         test_table.to_parquet(out / "candidates_test.parquet", index=False)
         # the picker one would ship: every annotated candidate (its importances are reported)
         picker = train_picker(pd.concat([val_table, test_table.drop(columns=["crossfit", "predicted_iou"])],
-                                        ignore_index=True))
+                                        ignore_index=True), params=picker_params)
     else:
         test_table["predicted_iou"] = val_only
     picker.save(out / "picker.json")
@@ -214,7 +214,11 @@ def main(argv=None):
     else:
         picker_text = (f"Trained on the {len(val_table)} candidates of the {len(val)} validation images (never "
                        f"trained on by either engine), {picker_seconds:.1f} s.")
-    cmd = ".venv/bin/python bench/ensemble_dsb.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
+    cmd = command_text("bench/ensemble_dsb.py", argv)
+    pp = picker_params
+    picker_desc = (f"{pp.n_boosters} LightGBM boosters, {pp.num_boost_round} trees, learning rates "
+                   f"{'/'.join(f'{v:g}' for v in pp.learning_rates)}, leaves {'/'.join(str(v) for v in pp.num_leaves)}, "
+                   f"feature fractions {'/'.join(f'{v:g}' for v in pp.feature_fractions)}, averaged")
     smoke = "\n**SMOKE RUN** (`--quick`): numbers are not the benchmark.\n" if args.quick else ""
     text = f"""{SECTION}
 {smoke}
@@ -233,24 +237,19 @@ the same images as the sections above). Precision, recall and over/under-segment
   {s.loc['oracle', 'share_maskrcnn']:.0%}; seed 004: 41% / 59%). Predicted vs true IoU of the
   {len(test_table)} held-out candidates: Pearson {s.loc['ensemble', 'iou_pearson']:.3f}, Spearman
   {s.loc['ensemble', 'iou_spearman']:.3f}.
-- **Picker**: `train_picker` with the default `PickerParams` (5 LightGBM boosters, 300 trees, learning
-  rates 0.03/0.05/0.1, leaves 15/31/63, feature fractions 0.7/0.85/1.0, averaged). {picker_text}
+- **Picker**: `train_picker` with the `PickerParams` of the workflow config `{relative_path(args.config, REPO)}`
+  (`plateseg.config.params.picker_settings`: {picker_desc}). {picker_text}
   Thresholds: predicted IoU >= {args.min_iou}, NMS IoU {args.nms_iou}{tune_text}.
   Top features (share of gain): {top}.
 - **Candidates**: U-Net of the U-Net section, watershed markers {watershed}; Mask R-CNN of the Mask
   R-CNN section, {detection}; tiles {args.tile} + halo {args.halo}. Classical: {classical_settings}.
   Candidate generation: {val_seconds:.0f} s (validation) + {test_seconds:.0f} s (test) on CPU.
-- Machine: {platform.machine()} Linux, {os.cpu_count()} cores, no GPU; torch {torch.__version__},
-  {args.threads} threads. Date {_dt.date.today().isoformat()}; total {(time.perf_counter() - t_run) / 60:.1f} min.
-- **Command**: `{cmd.strip()}`
-- History (2026-11-22): the first version (picker trained on the validation candidates only, without the
-  rival and field features) gave ensemble 0.627 vs U-Net 0.631. Cross-fitting alone gave 0.636; the
-  rival/field features (`other_*`, `area_rel`, `field_density`, `touch_frac`) were then chosen while
-  looking at this fold's cross-fitted results, so part of their gain may be fitted to it (on the
-  validation split alone, picker cross-validated there, they moved mAP 0.479 -> 0.480).
+- Machine (measured by `plateseg.machine`): {run.machine_text()}; torch
+  {torch.__version__}, {args.threads} threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
+- **Command**: `{cmd}`
 """
     write_section(Path(args.results), text, SECTION)
-    log.info("wrote %s (%.1f min)", args.results, (time.perf_counter() - t_run) / 60)
+    log.info("wrote %s (%.1f min)", args.results, run.minutes())
 
 
 if __name__ == "__main__":

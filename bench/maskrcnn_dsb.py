@@ -1,6 +1,6 @@
 """Benchmark: the Mask R-CNN engine on DSB2018 fluo, next to the U-Net and the classical baseline.
 
-Acceptance of issue 4. Same images as ``bench/unet_dsb.py`` (its :func:`dsb_split`: held-out
+Acceptance of issue 4. Same images as ``bench/unet_dsb.py`` (:func:`plateseg.pipeline.bench.dsb_split`: held-out
 grouped fold ``--fold`` of 5 for the test, a grouped validation split of the training folds for
 thresholds only, the rest for training). The Mask R-CNN (:mod:`plateseg.engines.maskrcnn`, from scratch,
 small heads for CPU) trains within ``--budget-minutes`` of wall time in chunks (each a
@@ -26,23 +26,21 @@ import argparse
 import datetime as _dt
 import json
 import logging
-import os
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from unet_dsb import (REPO, common_args, dsb_split, object_scores, setup_logging, table_markdown,  # noqa: E402
-                      train_in_chunks, write_section)
+from plateseg.pipeline.bench import (chunk_text, command_text, common_args, dsb_split, evaluate_methods, object_scores,
+                                     relative_path, start_run, table_markdown, train_in_chunks, workflow_config,
+                                     write_section)
+
+REPO = Path(__file__).resolve().parents[1]
 
 SECTION = "## Mask R-CNN on DSB2018 fluo"
 SCORE_THRESHOLDS = (0.5, 0.7, 0.8, 0.9)
 
 
 def parse_args(argv=None):
-    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "maskrcnn_dsb")
+    ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "maskrcnn_dsb", REPO)
     ap.add_argument("--budget-minutes", type=float, default=65.0,
                     help="wall-time budget of Mask R-CNN training")
     ap.add_argument("--unet", default=str(REPO / "bench" / "out" / "unet_dsb"),
@@ -69,20 +67,20 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    t_run = time.perf_counter()
-    out = Path(args.out)
-    log = setup_logging(out, ())
+    run = start_run(args)
+    out, log = run.out, run.log
     logging.getLogger("bench.maskrcnn").setLevel(logging.INFO)
 
     import numpy as np
     import pandas as pd
     import torch
 
-    torch.set_num_threads(args.threads)
+    from plateseg.config.params import maskrcnn_settings
     from plateseg.io.annotated import data_hash
-    from plateseg.engines.maskrcnn import (MaskRCNNParams, centroids, checkpoint_meta, load_checkpoint, predict_instances,
+    from plateseg.engines.maskrcnn import (MaskRCNNParams, checkpoint_meta, load_checkpoint, predict_instances,
                                    save_checkpoint, train_maskrcnn)
-    from plateseg.evaluation.metrics import dsb_map_dataset, evaluate_dataset
+    from plateseg.labels import centroids
+    from plateseg.evaluation.metrics import dsb_map_dataset
     from plateseg.engines.unet import load_checkpoint as load_unet
     from plateseg.engines.unet import predict_maps
     from plateseg.segment.watershed import instances_from_maps
@@ -101,7 +99,7 @@ def main(argv=None):
     log.info("fold %d held out: %d test images; %d train, %d validation", args.fold, len(test),
              len(train), len(val))
 
-    base = dict(backbone=args.backbone, fpn_channels=args.fpn_channels, box_head_dim=args.box_head_dim,
+    base = dict(maskrcnn_settings(workflow_config(args.config), "all"), backbone=args.backbone, fpn_channels=args.fpn_channels, box_head_dim=args.box_head_dim,
                 mask_head_channels=args.mask_head_channels, crop_size=args.crop, batch_size=args.batch,
                 device="cpu", amp=False, val_every=10**6, box_batch_size_per_image=256)
     if args.checkpoint:  # evaluate a model this script trained earlier (same split), no training
@@ -163,20 +161,14 @@ def main(argv=None):
     prev = unet_dir / "metrics.csv"
     if prev.is_file() and not args.quick:
         rows += pd.read_csv(prev).to_dict("records")
-    for name, preds, scores in (("maskrcnn", test_labels, test_scores),
-                                ("unet-points (Mask R-CNN markers)", points,
-                                 [object_scores(p, m[0]) for p, m in zip(points, test_maps)])):
-        per_image, summary = evaluate_dataset(gts, preds, scores=scores, names=names, tie="gt")
-        per_image.to_csv(out / f"per_image_{name.split()[0]}.csv", index=False)
-        rows.append({"method": name, **summary})
-        log.info("%s: mAP %.4f F1@0.5 %.4f AP50 %.4f", name, summary["mean_dsb_map"],
-                 summary["pooled_f1_50"], summary["coco_AP50"])
+    rows += evaluate_methods({"maskrcnn": (test_labels, test_scores),
+                              "unet-points (Mask R-CNN markers)": (
+                                  points, [object_scores(p, m[0]) for p, m in zip(points, test_maps)])},
+                             gts, names, out, log)
     pd.DataFrame(rows).to_csv(out / "metrics.csv", index=False)
 
-    cmd = ".venv/bin/python bench/maskrcnn_dsb.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
-    chunk_text = "; ".join(f"chunk {c['chunk']}: {c['steps']} steps ({c['epochs_done']}/{c['epochs_planned']} "
-                           f"epochs), lr {c['lr']:g}, {c['seconds']:.0f} s, {c['sec_per_step']:.2f} s/step"
-                           for c in tinfo["chunks"])
+    cmd = command_text("bench/maskrcnn_dsb.py", argv)
+    chunks = chunk_text(tinfo["chunks"])
     smoke = "\n**SMOKE RUN** (`--quick`): numbers are not the benchmark.\n" if args.quick else ""
     n_obj = int(sum(len(np.unique(g)) - 1 for g in gts))
     text = f"""{SECTION}
@@ -193,7 +185,7 @@ detection score for COCO AP.
   trained), FPN {args.fpn_channels} channels, box head {args.box_head_dim}, mask head
   {args.mask_head_channels}, anchors 8-128 px, native resolution; {len(train)} training images,
   crops {args.crop} px, batch {args.batch}, AdamW lr {args.lr:g} (halved from chunk 3), warm-up
-  then cosine. Budget {args.budget_minutes:g} min: {chunk_text}. **Done {tinfo['done_steps']} steps
+  then cosine. Budget {args.budget_minutes:g} min: {chunks}. **Done {tinfo['done_steps']} steps
   in {tinfo['train_seconds'] / 60:.1f} min**{' (last chunk cut by the budget guard)' if tinfo['stopped_by_guard'] else ''};
   final loss {tinfo['final_loss']:.3f}. Tiled inference (tile {args.tile}, halo {args.halo},
   centroid ownership, nearest-centroid overlap resolution), score threshold {thr} (best of
@@ -201,16 +193,17 @@ detection score for COCO AP.
   for the held-out fold on CPU.
 - **unet-points**: the U-Net of the section above, watershed of its foreground from the Mask
   R-CNN centroids (seed 003), {best_pts[0]} (validation mAP {best_pts[1]:.3f}).
-- Machine: {platform.machine()} Linux, {os.cpu_count()} cores shared with development work, no
-  GPU; torch {torch.__version__}, {args.threads} threads. Date {_dt.date.today().isoformat()};
-  total {(time.perf_counter() - t_run) / 60:.1f} min.
-- **Command**: `{cmd.strip()}`
+- Machine (measured by `plateseg.machine`): {run.machine_text()}; torch
+  {torch.__version__}, {args.threads} threads. Other settings: the workflow config `{relative_path(args.config, REPO)}` through
+  `plateseg.config.params.maskrcnn_settings`. Date {_dt.date.today().isoformat()};
+  total {run.minutes():.1f} min.
+- **Command**: `{cmd}`
 """
     write_section(Path(args.results), text, SECTION)
     (out / "run.json").write_text(json.dumps({"train": tinfo, "score_threshold": thr,
                                               "points": best_pts[0], "predict_seconds": predict_seconds},
                                              indent=1, default=str))
-    log.info("wrote %s (%.1f min)", args.results, (time.perf_counter() - t_run) / 60)
+    log.info("wrote %s (%.1f min)", args.results, run.minutes())
 
 
 if __name__ == "__main__":

@@ -1,8 +1,7 @@
-"""Config checks of the U-Net and Mask R-CNN keys (plateseg.config.checks.check_config) and the module list behind its rerun trigger."""
+"""Config checks of the U-Net and Mask R-CNN keys (plateseg.config.checks.check_config)."""
 import pytest
 
 from plateseg.config.checks import ConfigError, check_config
-from plateseg.config.provenance import declared_modules
 
 
 def _config(tmp_path, **sections):
@@ -76,11 +75,3 @@ def test_pretrained_checkpoint_and_annotation_folder_are_accepted(tmp_path):
     for sub in ("images", "masks"):
         (tmp_path / "ann" / sub).mkdir(parents=True)
     check_config(_config(tmp_path, training__annotations=str(tmp_path / "ann")))
-
-
-def test_declared_modules_reads_the_unet_module_list_without_importing():
-    from plateseg.engines.unet import CODE_MODULES
-
-    assert declared_modules("plateseg.engines.unet") == CODE_MODULES
-    with pytest.raises(AttributeError):
-        declared_modules("plateseg.io.files")

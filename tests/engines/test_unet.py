@@ -1,59 +1,15 @@
-import logging
 import os
 
 import numpy as np
 import pytest
 import torch
-from skimage.draw import disk
 
 from plateseg.engines.normalize import percentile_normalize
 from plateseg.engines.targets import boundary_target, centre_heatmap
 from plateseg.engines.unet import (HEADS, TrainingSet, UNetParams, build_unet, checkpoint_meta,
-                           focal_loss, load_checkpoint, predict_maps, save_checkpoint,
-                           train_unet, unet_loss)
+                                   evaluate_maps, focal_loss, load_checkpoint, predict_maps,
+                                   save_checkpoint, train_unet, unet_loss)
 from plateseg.segment.watershed import instances_from_maps
-
-torch.set_num_threads(1)
-
-# a small but full-depth U-Net: resnet18 encoder, depth 5, thin decoder
-TINY = dict(encoder_name="resnet18", encoder_depth=5, decoder_channels=(32, 16, 16, 8, 8),
-            crop_size=64, batch_size=4, epochs=8, samples_per_epoch=16, lr=3e-3,
-            warmup_steps=2, val_tile_size=64, val_halo=16, seed=0)
-
-
-def blobs(seed, shape=(96, 96), n=8):
-    """uint16 image of bright discs (some touching) on a noisy background, and its labels."""
-    rng = np.random.default_rng(seed)
-    lab = np.zeros(shape, np.uint16)
-    img = np.zeros(shape)
-    k = 1
-    for _ in range(n * 10):
-        if k > n:
-            break
-        r = rng.uniform(5, 9)
-        cy, cx = rng.uniform(r, shape[0] - r), rng.uniform(r, shape[1] - r)
-        rr, cc = disk((cy, cx), r, shape=shape)
-        if (lab[rr, cc] > 0).mean() > 0.2:
-            continue
-        free = lab[rr, cc] == 0
-        lab[rr[free], cc[free]] = k
-        img[rr[free], cc[free]] = rng.uniform(0.5, 1.0)
-        k += 1
-    img = img + rng.normal(0, 0.05, shape)
-    return (img * 1000 + 100).clip(0).astype(np.uint16)[None], lab
-
-
-@pytest.fixture(scope="module")
-def data():
-    ims, labs = zip(*[blobs(i) for i in range(6)])
-    return list(ims), list(labs)
-
-
-@pytest.fixture(scope="module")
-def trained(data):
-    ims, labs = data
-    model, history = train_unet(ims[:4], labs[:4], TINY, val=(ims[4:], labs[4:]))
-    return model, history
 
 
 def test_params():
@@ -62,7 +18,7 @@ def test_params():
     with pytest.raises(TypeError):
         UNetParams.coerce({"epoch": 3})
     with pytest.raises(ValueError):
-        UNetParams.coerce({"encoder_depth": 4})  # decoder_channels has 5 entries
+        UNetParams.coerce({"encoder_depth": 3})  # decoder_channels has 4 entries
     with pytest.raises(ValueError):
         UNetParams.coerce({"crop_size": 100})
 
@@ -74,9 +30,9 @@ def test_model_heads_and_attention():
     assert HEADS == ("foreground", "boundary", "centre")
 
 
-def test_training_targets_without_augmentation(data):
-    ims, labs = data
-    p = dict(TINY, crop_size=96, scale_range=(1.0, 1.0), flips=False, rot90=False,
+def test_training_targets_without_augmentation(unet_data, unet_tiny):
+    ims, labs = unet_data
+    p = dict(unet_tiny, crop_size=96, scale_range=(1.0, 1.0), flips=False, rot90=False,
              intensity_jitter=0.0, boundary_width=2.0, heatmap_sigma=2.0)
     x, y, w = TrainingSet(ims[:1], labs[:1], p)[0]
     np.testing.assert_allclose(x.numpy(), percentile_normalize(ims[0]), atol=1e-5)
@@ -86,9 +42,9 @@ def test_training_targets_without_augmentation(data):
     assert (w.numpy() == 1).all()
 
 
-def test_augmented_samples_are_consistent_and_reproducible(data):
-    ims, labs = data
-    p = dict(TINY, weight_map=True)
+def test_augmented_samples_are_consistent_and_reproducible(unet_data, unet_tiny):
+    ims, labs = unet_data
+    p = dict(unet_tiny, weight_map=True)
     ds = TrainingSet(ims, labs, p)
     for i in range(8):
         x, y, w = ds[i]
@@ -104,54 +60,42 @@ def test_augmented_samples_are_consistent_and_reproducible(data):
     assert not torch.equal(a[0], ds2[3][0])
 
 
-def test_losses():
+def test_losses(unet_tiny):
     t = torch.zeros(1, 3, 16, 16)
     t[:, 0, 4:12, 4:12] = 1
     t[:, 2, 8, 8] = 1
     good = (t * 2 - 1) * 8
     bad = -good
-    lg, parts = unet_loss(good, t, params=TINY)
-    lb, _ = unet_loss(bad, t, params=TINY)
+    lg, parts = unet_loss(good, t, params=unet_tiny)
+    lb, _ = unet_loss(bad, t, params=unet_tiny)
     assert lg < 0.1 < lb and set(parts) == set(HEADS)
     assert focal_loss(good[:, 2], t[:, 2]) < focal_loss(bad[:, 2], t[:, 2])
     wmap = torch.ones(1, 1, 16, 16) * 5
-    assert unet_loss(bad, t, wmap, TINY)[1]["foreground"] > unet_loss(bad, t, None, TINY)[1]["foreground"]
+    assert unet_loss(bad, t, wmap, unet_tiny)[1]["foreground"] > unet_loss(bad, t, None, unet_tiny)[1]["foreground"]
 
 
-def test_few_steps_of_training_lower_the_loss(trained, data, caplog):
-    model, history = trained
-    assert len(history) == TINY["epochs"]
+def test_few_steps_of_training_lower_the_loss(unet_trained, unet_data, caplog, unet_tiny):
+    model, history = unet_trained
+    assert len(history) == unet_tiny["epochs"]
     assert history[-1]["loss"] < 0.5 * history[0]["loss"]
     assert {"val_dice", "val_f1_50", "val_ap", "seconds", "lr"} <= set(history[-1])
     # on a fixed batch, in eval mode: the trained model beats the same model untrained
-    ims, labs = data
-    x, y, _ = next(iter(torch.utils.data.DataLoader(TrainingSet(ims[4:], labs[4:], TINY), batch_size=4)))
-    torch.manual_seed(TINY["seed"])
-    fresh = build_unet(TINY["encoder_name"], 5, TINY["decoder_channels"]).eval()
+    ims, labs = unet_data
+    x, y, _ = next(iter(torch.utils.data.DataLoader(TrainingSet(ims[4:], labs[4:], unet_tiny), batch_size=4)))
+    torch.manual_seed(unet_tiny["seed"])
+    fresh = build_unet(unet_tiny["encoder_name"], 5, unet_tiny["decoder_channels"]).eval()
     with torch.no_grad():
-        before = unet_loss(fresh(x), y, params=TINY)[0]
-        after = unet_loss(model(x), y, params=TINY)[0]
+        before = unet_loss(fresh(x), y, params=unet_tiny)[0]
+        after = unet_loss(model(x), y, params=unet_tiny)[0]
     assert after < 0.8 * before
 
 
-def test_training_logs_and_is_deterministic_on_cpu(data, caplog):
-    ims, labs = data
-    p = dict(TINY, epochs=1, samples_per_epoch=8)
-    with caplog.at_level(logging.INFO, logger="plateseg.engines.unet"):
-        m1, h1 = train_unet(ims[:2], labs[:2], p)
-    assert any("epoch 1/1" in r.message for r in caplog.records)
-    m2, h2 = train_unet(ims[:2], labs[:2], p)
-    assert h1[0]["loss"] == h2[0]["loss"]
-    s1, s2 = m1.state_dict(), m2.state_dict()
-    assert all(torch.equal(s1[k], s2[k]) for k in s1)
-
-
-def test_training_continues_from_initial_weights_and_stops_when_asked(trained, data):
+def test_training_continues_from_initial_weights_and_stops_when_asked(unet_trained, unet_data, unet_tiny):
     """``initial_weights`` starts from a trained model (its first epoch's loss is the trained level, not
     the untrained one); ``on_epoch_end`` returning True ends training after that epoch."""
-    model, history = trained
-    ims, labs = data
-    p = dict(TINY, epochs=4, samples_per_epoch=8)
+    model, history = unet_trained
+    ims, labs = unet_data
+    p = dict(unet_tiny, epochs=4, samples_per_epoch=8)
     seen = []
     _, h_cont = train_unet(ims[:4], labs[:4], p, initial_weights=model.state_dict(),
                            on_epoch_end=lambda rec: seen.append(rec["epoch"]) or rec["epoch"] == 2)
@@ -161,9 +105,9 @@ def test_training_continues_from_initial_weights_and_stops_when_asked(trained, d
     assert h_cont[0]["loss"] < 1.5 * history[-1]["loss"]
 
 
-def test_checkpoint_round_trip_restores_identical_outputs(trained, data, tmp_path):
-    model, history = trained
-    meta = checkpoint_meta(TINY, data_hash="0123abcd", history=history, fold=1)
+def test_checkpoint_round_trip_restores_identical_outputs(unet_trained, unet_data, tmp_path, unet_tiny):
+    model, history = unet_trained
+    meta = checkpoint_meta(unet_tiny, data_hash="0123abcd", history=history, fold=1)
     path = tmp_path / "models" / "unet.pt"
     save_checkpoint(path, model, meta)
     assert os.listdir(path.parent) == ["unet.pt"]  # no temporary left behind
@@ -174,7 +118,7 @@ def test_checkpoint_round_trip_restores_identical_outputs(trained, data, tmp_pat
     assert meta2["arch"]["encoder_name"] == "resnet18" and meta2["arch"]["in_channels"] == 1
     assert meta2["data_hash"] == "0123abcd" and meta2["fold"] == 1 and meta2["history"] == history
     assert meta2["heads"] == list(HEADS) and "state_dict" not in meta2
-    img = data[0][5]
+    img = unet_data[0][5]
     a = predict_maps(model, meta, img, 64, 16)
     b = predict_maps(loaded, meta2, img, 64, 16)
     assert a.shape == (3, 96, 96) and a.dtype == np.float32
@@ -199,14 +143,14 @@ def _matched_fraction(ref, other, thresh=0.9):
     return hits / max(len(ids), 1)
 
 
-def test_tiled_prediction_matches_untiled(trained):
+def test_tiled_prediction_matches_untiled(unet_trained, unet_tiny, blobs):
     """A 192 x 192 field in 64 px tiles with a 32 px halo vs one 192 px tile (same 32 px
     reflect padding at the field edge). The U-Net's receptive field is larger than the halo, so
     maps differ slightly near tile borders; measured here: max |diff| ~0.01-0.03, mean < 1e-3.
     Tolerances: max |diff| < 0.05 and mean |diff| < 0.002 on every map; >= 99% of the untiled
     instances are matched at IoU >= 0.9 by the tiled ones (and vice versa)."""
-    model, _ = trained
-    meta = checkpoint_meta(TINY)
+    model, _ = unet_trained
+    meta = checkpoint_meta(unet_tiny)
     img, _ = blobs(100, (192, 192), 40)
     full = predict_maps(model, meta, img, None, 32)
     tiled = predict_maps(model, meta, img, 64, 32, batch_size=4)
@@ -220,10 +164,10 @@ def test_tiled_prediction_matches_untiled(trained):
         assert _matched_fraction(a, b) >= 0.99 and _matched_fraction(b, a) >= 0.99
 
 
-def test_predict_maps_channels_and_array_like_output(trained):
+def test_predict_maps_channels_and_array_like_output(unet_trained, unet_tiny, blobs):
     zarr = pytest.importorskip("zarr")
-    model, _ = trained
-    meta = checkpoint_meta(TINY)
+    model, _ = unet_trained
+    meta = checkpoint_meta(unet_tiny)
     img, _ = blobs(7, (80, 72))
     multi = np.concatenate([np.zeros_like(img), img, img // 3])  # nuclei in channel 1
     ref = predict_maps(model, meta, img[0], 32, 16)  # 2-D input
@@ -235,3 +179,23 @@ def test_predict_maps_channels_and_array_like_output(trained):
     np.testing.assert_array_equal(out[:], ref)
     with pytest.raises(ValueError):
         predict_maps(model, meta, multi, 32, 16, channels=[0, 1])
+
+
+def test_validation_uses_the_configured_watershed(unet_trained, unet_data, unet_tiny, monkeypatch):
+    """Fold validation segments with ``val_watershed`` (the config's watershed), not fixed markers."""
+    import plateseg.engines.unet as unet
+
+    model, _ = unet_trained
+    ims, labs = unet_data
+    maps = predict_maps(model, checkpoint_meta(unet_tiny), ims[4], 64, 16)
+    a = evaluate_maps(maps, labs[4], {"mode": "boundary", "min_area": 10})
+    b = evaluate_maps(maps, labs[4], {"mode": "centre", "peak_threshold": 1.01, "keep_unseeded": False})
+    assert a["dice"] == b["dice"] and a["n_pred"] > 0 == b["n_pred"]
+    seen = []
+    real = unet.evaluate_maps
+    monkeypatch.setattr(unet, "evaluate_maps", lambda m, lab, ws=None: seen.append(ws) or real(m, lab, ws))
+    ws = {"mode": "centre", "min_area": 30}
+    unet._validate(model, checkpoint_meta(unet_tiny), (ims[4:], labs[4:]),
+                   UNetParams.coerce(dict(unet_tiny, val_watershed=ws)), "cpu")
+    assert seen == [ws, ws]
+    assert "val_mode" not in UNetParams.__dataclass_fields__

@@ -84,7 +84,7 @@ def test_segment_well_labels_every_field_and_logs_counts(tmp_path, caplog):
     img = np.zeros((2, 20, 20), np.uint16)
     img[0, 2:6, 2:6] = 9
     write_well_image(tmp_path / "image.zarr", {1: img, 2: img * 0}, ["DNA", "Marker"], 8, 1.0)
-    with caplog.at_level(logging.INFO, logger="plateseg.segment"):
+    with caplog.at_level(logging.INFO, logger="plateseg.io.ngff"):
         segment_well(tmp_path / "image.zarr", tmp_path / "lab.zarr", lambda a, field: (a[0] > 0).astype(np.uint32),
                      tile_size=8, pixel_size=1.0, attrs={"method": "test"}, describe="threshold")
     assert label_fields(tmp_path / "lab.zarr") == [1, 2]

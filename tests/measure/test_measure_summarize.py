@@ -36,9 +36,12 @@ def test_measure_well_adds_metadata_per_field(tmp_path):
     lab1[2:5, 2:5] = 1
     write_well_image(tmp_path / "image.zarr", {1: img, 2: img}, ["DNA"], 8, 1.0)
     write_well_labels(tmp_path / "labels.zarr", {1: lab1, 2: np.zeros((16, 16), np.uint32)}, tile_size=8)
-    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Plate": "P1", "Metadata_Well": "B03"}, "classical")
+    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Plate": "P1", "Metadata_Well": "B03"})
     assert df[["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber"]].values.tolist() == [["P1", "B03", 1, 1]]
-    assert df["Ensemble_Source"].tolist() == ["classical"] and df["Ensemble_PredictedIoU"].isna().all()
+    # without the ensemble's picks there is no ensemble column (issue 11: they were filled for every method)
+    assert not [c for c in df.columns if c.startswith("Ensemble_")]
+    row = summarize_well(df, {"Metadata_Well": "B03"}, n_fields=2)
+    assert not [c for c in row.columns if "Ensemble" in c]
 
 
 def test_measure_well_takes_engine_and_predicted_iou_from_the_picks(tmp_path):
@@ -50,11 +53,14 @@ def test_measure_well_takes_engine_and_predicted_iou_from_the_picks(tmp_path):
     write_well_labels(tmp_path / "labels.zarr", {1: lab, 3: (lab == 2).astype(np.uint32)}, tile_size=8)
     picks = pd.DataFrame({"field": [3, 1, 1], "label": [1, 2, 1], "engine": ["maskrcnn", "unet", "maskrcnn"],
                           "predicted_iou": [0.5, 0.9, 0.7]})
-    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Well": "A01"}, "ensemble", picks)
+    df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Well": "A01"}, picks)
     assert df[["Metadata_Field", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist() == [
         [1, 1, "maskrcnn", 0.7], [1, 2, "unet", 0.9], [3, 1, "maskrcnn", 0.5]]
+    row = summarize_well(df, {"Metadata_Well": "A01"}, n_fields=2)
+    assert row["Ensemble_FractionUNet"].iloc[0] == pytest.approx(1 / 3)
+    assert row["Mean_Nuclei_Ensemble_PredictedIoU"].iloc[0] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="without a row in the picks"):
-        measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {}, "ensemble", picks.iloc[:2])
+        measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {}, picks.iloc[:2])
 
 
 def test_summarize_well_and_plate():

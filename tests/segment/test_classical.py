@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk
 
-from plateseg.segment.classical import relabel_sequential, segment_classical
+from plateseg.segment.classical import segment_classical
 
 
 def _two_touching_disks(shape=(80, 100)):
@@ -44,9 +44,3 @@ def test_background_subtraction_rescues_uneven_illumination():
     assert segment_classical(img + ramp, sigma=1.0, min_distance=8, threshold="otsu").max() != 2
     lab_flat = segment_classical(img + ramp, sigma=1.0, background_size=41, min_distance=8, threshold="otsu")
     assert lab_flat.max() == 2
-
-
-def test_relabel_sequential_is_row_major_and_uint32():
-    lab = np.array([[0, 9, 9], [4, 0, 2]])
-    out = relabel_sequential(lab)
-    assert out.dtype == np.uint32 and out.tolist() == [[0, 1, 1], [2, 0, 3]]

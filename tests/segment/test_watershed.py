@@ -51,7 +51,7 @@ def test_flooding_follows_the_foreground_valley():
 def test_points_outside_foreground_are_ignored_and_required():
     lab = touching_discs()
     maps = ideal_maps(lab)
-    pred = instances_from_maps(maps, "points", points=[[20, 20], [20, 37], [39, 0], [-5, 100]])
+    pred = instances_from_maps(maps, "points", points=[[20, 20], [20, 37], [39, 0], [-5, 100]], min_area=10)
     assert pred.max() == 3  # two seeded + the unseeded isolated disc
     with pytest.raises(ValueError):
         instances_from_maps(maps, "points")
@@ -63,8 +63,8 @@ def test_unseeded_components_kept_or_dropped():
     lab = touching_discs()
     maps = ideal_maps(lab)
     maps[2][lab == 3] = 0  # no centre peak on the isolated disc
-    assert instances_from_maps(maps, "centre").max() == 3
-    assert instances_from_maps(maps, "centre", keep_unseeded=False).max() == 2
+    assert instances_from_maps(maps, "centre", min_area=10).max() == 3
+    assert instances_from_maps(maps, "centre", min_area=10, keep_unseeded=False).max() == 2
 
 
 def test_min_area_and_hole_filling():
@@ -86,7 +86,7 @@ def test_small_marker_specks_do_not_split():
     maps[1][19, 19] = 0.0        # ... around a 1-pixel island of marker
     markers = markers_from_maps(maps, "boundary", min_marker_area=3)
     assert len(np.unique(markers[lab == 1])) == 2  # background (the ring) + one marker
-    assert instances_from_maps(maps, "boundary").max() == 3
+    assert instances_from_maps(maps, "boundary", min_area=10).max() == 3
     assert instances_from_maps(maps, "boundary", min_marker_area=1, min_area=1).max() == 4
 
 

@@ -145,13 +145,15 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     assert planned_jobs(work) == Counter()
 
     # a changed watershed parameter reruns watershed and everything after it (with the picker, which learns from
-    # the U-Net candidates), never model training or inference
+    # the U-Net candidates) and the U-Net fold models (validated with the configured watershed), never the models
+    # on all data or inference
     model, maps = work / "results" / "models" / "unet" / "all.pt", res / "A01" / "unet.zarr" / "zarr.json"
     mrcnn = work / "results" / "models" / "maskrcnn" / "all.pt"
     before = {model: mtime(model), maps: mtime(maps), mrcnn: mtime(mrcnn)}
     edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "train_unet"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {fold for rule, fold in jobs if rule == "train_unet"} == {"0", "1"}
     assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
     assert jobs[("evaluate", "unet")] == 1 and jobs[("evaluate", "ensemble")] == 1
     assert ("evaluate", "classical") not in jobs and ("evaluate", "maskrcnn") not in jobs
@@ -269,7 +271,8 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     work = plate_workdir
     res = work / "results" / "DEMO"
     models = {p: mtime(p) for p in (work / "results" / "models").rglob("*.pt")}
-    # watershed markers from the Mask R-CNN centroids (seed 003): only the watershed and what follows reruns
+    # watershed markers from the Mask R-CNN centroids (seed 003): only the watershed and what follows reruns (the
+    # U-Net fold models are validated with centre markers either way: plateseg.config.params.unet_validation_watershed)
     edit_config(work, watershed__markers="points")
     jobs = planned_jobs(work)
     assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well"} | PLATE_RULES | PICKER_RULES, jobs
@@ -297,7 +300,9 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     run_snakemake(work)
     for well in ("A01", "A02"):
         objects = pd.read_parquet(res / well / "objects.parquet")
-        assert set(objects["Ensemble_Source"]) == {"maskrcnn"}
+        # ensemble columns only for the ensemble method (issue 11)
+        assert not [c for c in objects.columns if c.startswith("Ensemble_")]
+        assert "Ensemble_FractionUNet" not in pd.read_csv(res / "wells" / f"{well}.csv").columns
         assert len(objects) == len(pd.read_parquet(res / well / "maskrcnn.parquet"))
         assert int(pd.read_csv(res / "wells" / f"{well}.csv")["Count_Nuclei"].iloc[0]) == len(objects)
     assert {p: mtime(p) for p in models} == models

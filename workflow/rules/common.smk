@@ -1,32 +1,54 @@
 # Shared set-up: the manifest (parsed when the Snakefile loads), wildcard constraints,
-# input functions and resource functions used by the rules.
+# input functions and resource functions used by the rules. Settings come from plateseg.config.params.
 import os
 import re
+import sys
 from pathlib import Path
 
-from plateseg.config.checks import check_config, ensure_demo, prepend_pythonpath
+# the workflow and its rule scripts import the plateseg library of this checkout (not another installed copy),
+# also inside --use-conda environments
+SRC = Path(workflow.basedir) / "src"
+sys.path.insert(0, str(SRC))
+
+from plateseg.config.checks import check_config, prepend_pythonpath
+from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
+from plateseg.config.params import (
+    classical_settings,
+    engine_settings,
+    maskrcnn_detection,
+    picker_settings,
+    watershed_settings,
+)
+from plateseg.config.provenance import script_code_hash
 from plateseg.io.manifest import build_manifest, check_complete
-from plateseg.config.provenance import code_hash, declared_modules
 
-# modules of the engines (plateseg.engines.unet.CODE_MODULES, plateseg.engines.maskrcnn.CODE_MODULES, read without importing torch)
-UNET_MODULES = declared_modules("plateseg.engines.unet")
-MASKRCNN_MODULES = declared_modules("plateseg.engines.maskrcnn")
-
-# rule scripts import the plateseg library of this checkout, also inside --use-conda environments
-prepend_pythonpath(Path(workflow.basedir) / "src")
+prepend_pythonpath(SRC)
+# the folder of the plateseg package imported above (this checkout's src, or the installed package without one):
+# the rerun triggers hash its sources
+PLATESEG_SRC = Path(sys.modules["plateseg"].__file__).resolve().parents[1]
 # idle OpenMP threads of the jobs sleep instead of spinning: on a machine shared with other processes, torch
 # with spinning threads runs many times slower (set OMP_WAIT_POLICY in the environment to override)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 check_config(config)
-ensure_demo(config)
+DEMO = config["demo"]["enabled"]
 
-MANIFEST, UNMATCHED = build_manifest(
-    config["input"]["dir"],
-    config["input"]["scheme"],
-    pattern=config["input"]["pattern"],
-    sample_sheet=config["input"]["sample_sheet"],
-    plate=config["input"]["plate"],
-)
+
+def script_code(name):
+    """Rerun trigger of a rule: hash of the plateseg sources that workflow/scripts/<name>.py reaches."""
+    return script_code_hash(Path(workflow.basedir) / "workflow" / "scripts" / f"{name}.py", src=PLATESEG_SRC)
+
+
+# the demo plate is a rule's output (demo_plate): its manifest is known from the config, without its files
+if DEMO:
+    MANIFEST, UNMATCHED = demo_manifest(config), []
+else:
+    MANIFEST, UNMATCHED = build_manifest(
+        config["input"]["dir"],
+        config["input"]["scheme"],
+        pattern=config["input"]["pattern"],
+        sample_sheet=config["input"]["sample_sheet"],
+        plate=config["input"]["plate"],
+    )
 if UNMATCHED:
     logger.warning(
         f"plateseg: {len(UNMATCHED)} file(s) in {config['input']['dir']} match no {config['input']['scheme']} "
@@ -83,16 +105,6 @@ def well_metadata(wildcards):
     }
 
 
-def canonical(value):
-    """``value`` with every dict's keys sorted: params compare by repr, so the order of config keys must not
-    trigger reruns."""
-    if isinstance(value, dict):
-        return {k: canonical(value[k]) for k in sorted(value)}
-    if isinstance(value, list):
-        return [canonical(v) for v in value]
-    return value
-
-
 def final_labels(wildcards):
     """The label store that the configured segmentation method produces for a well (LABELSETS)."""
     labelset = LABELSETS[config["segmentation"]["method"]]
@@ -142,30 +154,12 @@ def train_inputs(wildcards):
     return inputs
 
 
-# Mask R-CNN config keys that are inference settings, not MaskRCNNParams (or are renamed for them)
-MASKRCNN_INFERENCE_KEYS = ("score_threshold", "mask_threshold", "min_area")
-
-
 def train_params(engine):
-    """Input function: the training parameters of a run of ``engine`` (plateseg.engines.unet.UNetParams or
-    plateseg.engines.maskrcnn.MaskRCNNParams) from config <engine>.* plus seed and pixel size. Fold models are
-    validated on their held-out fold every <engine>.val_every epochs; the model on all data has no validation
-    (so val_every does not retrain it)."""
+    """Input function: the settings of a run of ``engine`` on fold ``wildcards.fold``
+    (plateseg.config.params.engine_settings)."""
 
     def _params(wildcards):
-        cfg = config[engine]
-        params = {k: v for k, v in cfg.items() if k != "val_every" and k not in MASKRCNN_INFERENCE_KEYS}
-        if engine == "maskrcnn":
-            params["min_area"] = params.pop("target_min_area")
-            params.update(
-                val_score_threshold=cfg["score_threshold"],
-                val_tile_size=config["tiling"]["tile_size"],
-                val_halo=config["tiling"]["halo"],
-            )
-        params.update(channels=[0], seed=config["training"]["seed"], pixel_size=config["training"]["pixel_size"])
-        if wildcards.fold != "all":
-            params.update(val_every=cfg["val_every"])
-        return canonical(params)
+        return engine_settings(config, engine, wildcards.fold)
 
     return _params
 
@@ -190,11 +184,6 @@ def oof_inputs(wildcards):
         "folds": "results/training/folds.csv",
         "annotations": training_annotation_files(wildcards),
     }
-
-
-def picker_params():
-    """plateseg.ensemble.picker.PickerParams from config ensemble.picker, seeded by training.seed."""
-    return canonical({**config["ensemble"]["picker"], "seed": config["training"]["seed"]})
 
 
 def picker_file():
@@ -229,15 +218,15 @@ def cross_validation_inputs(wildcards):
     }
 
 
-def watershed_settings():
-    """Keyword arguments of plateseg.segment.watershed.instances_from_maps from config watershed.*."""
-    ws = dict(config["watershed"])
-    ws["mode"] = ws.pop("markers")
-    return canonical(ws)
+def demo_groundtruth():
+    """True when the ground truth is the demo plate's (files of rule demo_plate, known before they exist)."""
+    gt = config["evaluation"]["groundtruth"]
+    return DEMO and bool(gt) and os.path.normpath(gt) == os.path.normpath(os.path.join(config["demo"]["dir"], "groundtruth"))
 
 
 def groundtruth_table(wildcards):
-    """[well, field, ground-truth path] for every field of the plate that has a ground-truth file."""
+    """[well, field, ground-truth path] for every field of the plate that has a ground-truth file (every field
+    of the demo plate, whose ground truth rule demo_plate writes)."""
     gt = Path(config["evaluation"]["groundtruth"])
     rows = MANIFEST[MANIFEST["plate"] == wildcards.plate][["well", "field"]].drop_duplicates()
     pattern = config["evaluation"]["pattern"]
@@ -245,7 +234,11 @@ def groundtruth_table(wildcards):
         [w, int(f), str(gt / pattern.format(plate=wildcards.plate, well=w, field=int(f)))]
         for w, f in sorted(rows.itertuples(index=False))
     ]
-    found = [t for t in table if Path(t[2]).is_file()]
+    if demo_groundtruth():
+        written = {os.path.normpath(p): p for p in demo_groundtruth_files(config)}
+        found = [[w, f, written[os.path.normpath(p)]] for w, f, p in table if os.path.normpath(p) in written]
+    else:
+        found = [t for t in table if Path(t[2]).is_file()]
     if not found:
         raise ValueError(
             f"config key evaluation.groundtruth: no ground-truth file for plate {wildcards.plate} in {gt} "

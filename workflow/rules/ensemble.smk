@@ -14,9 +14,9 @@ rule oof_candidates:
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
-        watershed=watershed_settings(),
-        detection=canonical({k: config["maskrcnn"][k] for k in MASKRCNN_INFERENCE_KEYS}),
-        code=code_hash(*UNET_MODULES, *MASKRCNN_MODULES, "plateseg.ensemble.picker", "plateseg.segment.watershed", "plateseg.io.annotated"),
+        watershed=watershed_settings(config),
+        detection=maskrcnn_detection(config),
+        code=script_code("oof_candidates"),
     log:
         "logs/training/oof_candidates_{fold}.log",
     threads: 2
@@ -39,8 +39,8 @@ rule train_picker:
         importances="results/models/picker/importances.csv",
         figure=report("results/models/picker/importances.png", caption="../report/importances.rst", category="Ensemble"),
     params:
-        picker=picker_params(),
-        code=code_hash("plateseg.ensemble.picker", "plateseg.measure.qc", "plateseg.io.files"),
+        picker=picker_settings(config),
+        code=script_code("train_picker"),
     log:
         "logs/training/train_picker.log",
     threads: 1
@@ -65,11 +65,11 @@ rule cross_validate_ensemble:
         candidates="results/models/picker/cv_candidates.parquet",
     params:
         annotations=training_annotations(),
-        picker=picker_params(),
-        classical=canonical(config["segmentation"]["classical"]),
+        picker=picker_settings(config),
+        classical=classical_settings(config),
         min_iou=config["ensemble"]["min_iou"],
         nms_iou=config["ensemble"]["nms_iou"],
-        code=code_hash("plateseg.ensemble.picker", "plateseg.evaluation.metrics", "plateseg.segment.classical", "plateseg.io.annotated"),
+        code=script_code("cross_validate_ensemble"),
     log:
         "logs/training/cross_validate_ensemble.log",
     threads: 1
@@ -99,7 +99,7 @@ rule pick:
         nms_iou=config["ensemble"]["nms_iou"],
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.ensemble.picker", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("pick"),
     log:
         "logs/{plate}/{well}/pick.log",
     threads: 1

@@ -1,3 +1,25 @@
+if DEMO:
+
+    rule demo_plate:
+        """The synthetic demo plate (config demo.*): CellProfiler-named TIFFs of every well, their ground truth
+        and the truth table."""
+        output:
+            demo_files(config),
+        params:
+            demo=config["demo"],
+            code=script_code("demo_plate"),
+        log:
+            "logs/demo_plate.log",
+        threads: 1
+        resources:
+            mem_mb=mem_mb(2000),
+            runtime=30,
+        conda:
+            CONDA_ENV
+        script:
+            "../scripts/demo_plate.py"
+
+
 rule ingest:
     """Convert one well's raw TIFF files into an OME-Zarr well image (one (c, y, x) array per field)."""
     input:
@@ -10,7 +32,7 @@ rule ingest:
         channels=config["channels"]["names"],
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.io.ingest", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("ingest"),
     log:
         "logs/{plate}/{well}/ingest.log",
     threads: 1

@@ -6,8 +6,7 @@ rule measure:
         "results/{plate}/{well}/objects.parquet",
     params:
         metadata=well_metadata,
-        source=config["segmentation"]["method"],
-        code=code_hash("plateseg.measure.objects", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("measure"),
     log:
         "logs/{plate}/{well}/measure.log",
     threads: 1
@@ -29,7 +28,7 @@ rule summarize_well:
         "results/{plate}/wells/{well}.csv",
     params:
         metadata=well_metadata,
-        code=code_hash("plateseg.measure.summarize", "plateseg.io.files"),
+        code=script_code("summarize_well"),
     log:
         "logs/{plate}/{well}/summarize_well.log",
     threads: 1

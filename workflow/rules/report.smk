@@ -15,7 +15,7 @@ rule plate_summary:
             category="Plate",
         ),
     params:
-        code=code_hash("plateseg.measure.summarize", "plateseg.io.files"),
+        code=script_code("plate_summary"),
     log:
         "logs/{plate}/plate_summary.log",
     threads: 1
@@ -40,7 +40,7 @@ rule plate_qc:
         ),
     params:
         channels=list(config["channels"]["names"].values()),
-        code=code_hash("plateseg.measure.qc"),
+        code=script_code("plate_qc"),
     log:
         "logs/{plate}/plate_qc.log",
     threads: 1
@@ -67,7 +67,7 @@ rule evaluate:
         ),
     params:
         groundtruth=groundtruth_table,
-        code=code_hash("plateseg.evaluation.evaluate", "plateseg.evaluation.metrics", "plateseg.io.ngff"),
+        code=script_code("evaluate"),
     log:
         "logs/{plate}/evaluate_{labelset}.log",
     threads: 1

@@ -6,10 +6,10 @@ rule segment_classical:
         directory("results/{plate}/{well}/classical.zarr"),
     params:
         channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
-        settings=canonical(config["segmentation"]["classical"]),
+        settings=classical_settings(config),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.segment.classical", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("segment_classical"),
     log:
         "logs/{plate}/{well}/segment_classical.log",
     threads: 1
@@ -31,12 +31,13 @@ rule infer_unet:
     output:
         directory("results/{plate}/{well}/unet.zarr"),
     params:
+        engine="unet",
         channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash(*UNET_MODULES, "plateseg.pipeline.infer", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("infer"),
     log:
         "logs/{plate}/{well}/infer_unet.log",
     threads: 1
@@ -47,7 +48,7 @@ rule infer_unet:
     conda:
         CONDA_ENV
     script:
-        "../scripts/infer_unet.py"
+        "../scripts/infer.py"
 
 
 rule infer_maskrcnn:
@@ -61,13 +62,14 @@ rule infer_maskrcnn:
         labels=directory("results/{plate}/{well}/maskrcnn.zarr"),
         table="results/{plate}/{well}/maskrcnn.parquet",
     params:
+        engine="maskrcnn",
         channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
-        settings=canonical({k: config["maskrcnn"][k] for k in MASKRCNN_INFERENCE_KEYS}),
+        settings=maskrcnn_detection(config),
         pixel_size=config["pixel_size"],
-        code=code_hash(*MASKRCNN_MODULES, "plateseg.pipeline.infer", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("infer"),
     log:
         "logs/{plate}/{well}/infer_maskrcnn.log",
     threads: 1
@@ -78,7 +80,7 @@ rule infer_maskrcnn:
     conda:
         CONDA_ENV
     script:
-        "../scripts/infer_maskrcnn.py"
+        "../scripts/infer.py"
 
 
 rule watershed:
@@ -89,10 +91,10 @@ rule watershed:
     output:
         directory("results/{plate}/{well}/unet_labels.zarr"),
     params:
-        settings=watershed_settings(),
+        settings=watershed_settings(config),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
-        code=code_hash("plateseg.segment.watershed", "plateseg.io.ngff", "plateseg.io.files"),
+        code=script_code("watershed"),
     log:
         "logs/{plate}/{well}/watershed.log",
     threads: 1

@@ -10,7 +10,7 @@ rule synth_training:
         n_images=config["training"]["synthetic"]["n_images"],
         size=config["training"]["synthetic"]["size"],
         seed=config["training"]["synthetic"]["seed"],
-        code=code_hash("plateseg.io.synth", "plateseg.io.files"),
+        code=script_code("synth_training"),
     log:
         "logs/training/synth_training.log",
     threads: 1
@@ -34,7 +34,7 @@ rule folds:
         k=config["training"]["folds"],
         seed=config["training"]["seed"],
         group_distance=config["training"]["group_distance"],
-        code=code_hash("plateseg.io.annotated", "plateseg.io.files"),
+        code=script_code("folds"),
     log:
         "logs/training/folds.log",
     threads: 1
@@ -57,7 +57,7 @@ rule train_unet:
         engine="unet",
         annotations=training_annotations(),
         settings=train_params("unet"),
-        code=code_hash(*UNET_MODULES, "plateseg.io.annotated", "plateseg.segment.watershed", "plateseg.io.files"),
+        code=script_code("train_model"),
     log:
         "logs/training/train_unet_{fold}.log",
     threads: 2
@@ -81,7 +81,7 @@ rule train_maskrcnn:
         engine="maskrcnn",
         annotations=training_annotations(),
         settings=train_params("maskrcnn"),
-        code=code_hash(*MASKRCNN_MODULES, "plateseg.io.annotated", "plateseg.evaluation.metrics", "plateseg.io.files"),
+        code=script_code("train_model"),
     log:
         "logs/training/train_maskrcnn_{fold}.log",
     threads: 2
@@ -104,11 +104,11 @@ rule cross_validate_unet:
         "results/models/unet/cv_metrics.csv",
     params:
         annotations=training_annotations(),
-        watershed=watershed_settings(),
+        watershed=watershed_settings(config),
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],
         batch_size=config["inference"]["batch_size"],
-        code=code_hash(*UNET_MODULES, "plateseg.io.annotated", "plateseg.segment.watershed", "plateseg.evaluation.metrics", "plateseg.io.files"),
+        code=script_code("cross_validate_unet"),
     log:
         "logs/training/cross_validate_unet.log",
     threads: 2

@@ -1,11 +1,7 @@
-"""Snakemake script (rule measure): per-object table of one well."""
-import logging
-
-from plateseg.io.files import read_table, setup_logging, write_table
-from plateseg.measure.objects import measure_well
+"""Snakemake script (rule measure): per-object table of one well (ensemble columns only with the picks)."""
+from plateseg.io.files import setup_logging
+from plateseg.pipeline.measure import measure_objects
 
 setup_logging(snakemake.log[0])
-picks = read_table(snakemake.input.picks) if "picks" in snakemake.input.keys() else None
-objects = measure_well(snakemake.input.image, snakemake.input.labels, dict(snakemake.params.metadata), snakemake.params.source, picks)
-logging.getLogger("plateseg.measure.objects").info("%d objects measured", len(objects))
-write_table(objects, snakemake.output[0])
+measure_objects(snakemake.input.image, snakemake.input.labels, snakemake.output[0], snakemake.params.metadata,
+                picks=snakemake.input.get("picks"))

@@ -1,12 +1,6 @@
 """Snakemake script (rule summarize_well): one summary row for a well."""
-from plateseg.io.files import read_table, setup_logging, write_table
-from plateseg.io.ngff import list_fields
-from plateseg.measure.summarize import summarize_well
+from plateseg.io.files import setup_logging
+from plateseg.pipeline.measure import well_summary
 
 setup_logging(snakemake.log[0])
-row = summarize_well(
-    read_table(snakemake.input.objects),
-    dict(snakemake.params.metadata),
-    n_fields=len(list_fields(snakemake.input.image)),
-)
-write_table(row, snakemake.output[0])
+well_summary(snakemake.input.objects, snakemake.input.image, snakemake.output[0], snakemake.params.metadata)

@@ -1,59 +1,21 @@
-"""Checks of a validated config that a JSON schema cannot express, the demo plate set-up, and settings
-dataclasses from config dicts (:func:`coerce_params`).
+"""Checks of a validated config that a JSON schema cannot express (settings from a config:
+:mod:`plateseg.config.params`; the demo plate: :mod:`plateseg.config.demo`).
 
 Errors name the config key and say what was expected.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 import os
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_config", "coerce_params", "engines_used", "ensure_demo", "prepend_pythonpath"]
+__all__ = ["ConfigError", "check_config", "engines_used", "prepend_pythonpath"]
 
-log = logging.getLogger("plateseg.config.checks")
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
-
-
-def coerce_params(cls, params, what: str):
-    """A settings dataclass ``cls`` from None (defaults), an instance (copied) or a dict.
-
-    Lists become tuples (nested lists too, as YAML and JSON give them); a key that is not a field
-    is a TypeError naming ``what``; the result's ``validate()`` runs if the class has one.
-
-    Examples
-    --------
-    >>> import dataclasses
-    >>> @dataclasses.dataclass
-    ... class P:
-    ...     sizes: tuple = (1,)
-    >>> coerce_params(P, {"sizes": [[2, 3], 4]}, "example").sizes
-    ((2, 3), 4)
-    >>> coerce_params(P, {"size": 1}, "example")
-    Traceback (most recent call last):
-    ...
-    TypeError: unknown example parameters: ['size']
-    """
-    def tuples(v):
-        return tuple(tuples(a) for a in v) if isinstance(v, list) else v
-
-    if params is None:
-        p = cls()
-    elif isinstance(params, cls):
-        p = dataclasses.replace(params)
-    else:
-        params = dict(params)
-        unknown = set(params) - {f.name for f in dataclasses.fields(cls)}
-        if unknown:
-            raise TypeError(f"unknown {what} parameters: {sorted(unknown)}")
-        p = cls(**{k: tuples(v) for k, v in params.items()})
-    if hasattr(p, "validate"):
-        p.validate()
-    return p
 
 
 def check_config(config: dict) -> None:
@@ -81,6 +43,12 @@ def check_config(config: dict) -> None:
     demo = config.get("demo", {})
     if not demo.get("enabled") and not Path(inp["dir"]).is_dir():
         raise ConfigError(f"config key input.dir: folder {inp['dir']!r} does not exist")
+    if demo.get("enabled") and Path(os.path.normpath(inp["dir"])) != Path(os.path.normpath(demo["dir"])) / "images":
+        raise ConfigError(
+            f"config key input.dir: with demo.enabled the images are the demo's, {demo['dir']!r}/images; got {inp['dir']!r}"
+        )
+    if demo.get("enabled") and inp.get("scheme") != "cellprofiler":
+        raise ConfigError(f"config key input.scheme: the demo plate's files are named 'cellprofiler', got {inp.get('scheme')!r}")
     tiling = config.get("tiling", {})
     if tiling and tiling.get("halo", 0) >= tiling.get("tile_size", 1):
         raise ConfigError(
@@ -161,31 +129,6 @@ def _check_maskrcnn(config: dict) -> None:
             f"config key maskrcnn.rpn_post_nms_top_n_test: must be at least maskrcnn.box_detections_per_img "
             f"({m.get('box_detections_per_img', 1000)}), got {m['rpn_post_nms_top_n_test']}"
         )
-
-
-def ensure_demo(config: dict) -> None:
-    """Write the synthetic demo plate into ``demo.dir`` unless it is already complete there.
-
-    The demo writes its truth table last, so its presence marks a complete demo.
-    """
-    demo = config.get("demo", {})
-    if not demo.get("enabled"):
-        return
-    out = Path(demo["dir"])
-    if (out / "groundtruth" / "truth.csv").is_file():
-        return
-    from plateseg.io.synth import write_demo_run
-
-    log.warning("plateseg: writing the synthetic demo plate to %s", out)
-    write_demo_run(
-        out,
-        plate=demo["plate"],
-        rows=demo["rows"],
-        columns=tuple(demo["columns"]),
-        fields=demo["fields"],
-        shape=(demo["size"], demo["size"]),
-        seed=demo["seed"],
-    )
 
 
 def prepend_pythonpath(path) -> None:

@@ -27,52 +27,29 @@ torchvision's defaults (which assume ImageNet-pretrained weights and 800-1333 px
 * **Head widths** (``fpn_channels``, ``box_head_dim``, ``mask_head_channels``) are parameters:
   torchvision's 256/1024/256 by default, smaller for quick CPU runs and tests.
 
-Inference on a field is tiled (:func:`plateseg.tiling.grid.tile_grid`): each tile is read with a halo,
-an instance belongs to the tile whose core holds its centroid (instances cut by the halo's outer
-edge are left to the neighbour that owns them), and overlapping masks are resolved pixel by pixel to
-the nearest instance centroid among the masks covering the pixel (seed 004), see
-:func:`resolve_overlaps`. The per-tile detector is a plain function, so the tiling and ownership
-logic (:func:`_tiled_instances`) is tested with a perfect fake detector. Ownership is exact when
-the detector sees an object the same in every window holding it whole: with a halo of at least the
-largest object's extent, an object is whole in its owner's window, and a piece of it cut by another
-tile's outer edge has its centroid in that tile's halo, not its core. A real model sees different
-context in neighbouring windows, so an object whose centroid lies within a pixel or so of a core
-seam can (rarely) be claimed by both tiles or by neither. Owned masks touching the halo's outer
-edge (objects larger than the halo allows) are flagged ``cut_by_halo`` in the table and logged.
-
-Resuming a killed job: label ids are deterministic, ``tile.number * id_stride + k`` (``k`` = 1, 2,
-... among the instances a tile owns, by decreasing score), cores are written in tile order, each
-exactly once, and ``on_tile_written(tile, rows)`` hands over the table rows of the instances that
-tile owns. A rule persists those rows per tile (e.g. appends them to a per-tile parquet part) and
-restarts with ``start`` = the first tile whose core is not written; the few earlier tiles whose
-instances reach into later cores are detected again (same ids), not written again.
+Inference on a field is tiled by :func:`plateseg.tiling.instances.tiled_instances`: an instance
+belongs to the tile whose core holds its centroid, overlapping masks are resolved pixel by pixel to
+the nearest centroid (seed 004, :func:`plateseg.labels.resolve_overlaps`), and label ids are
+deterministic per tile so that a killed job resumes (see that module). Settings, training crops,
+the training loop, checkpoints and the prediction set-up are the engine base's
+(:mod:`plateseg.engines.base`).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import math
-import time
 from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-import pandas as pd
 import torch
 
-from plateseg.engines.normalize import apply_range, percentile_range
-from plateseg.tiling.grid import Tile, _centroids, owned_by_tile, tile_grid
-from plateseg.engines.runtime import (
-    affine_crop as _affine,
-    amp_dtype as _amp_dtype,
-    code_version,
-    load_model_file,
-    lr_factor as _lr_factor,
-    resolve_device as _device,
-    save_model_file,
-    seed_everything,
-)
+from plateseg.engines.base import (CropDataset, EngineParams, base_meta, checkpoint_io,
+                                   field_reader, fit)
+from plateseg.engines.runtime import amp_dtype as _amp_dtype, resolve_device as _device, seed_everything
+from plateseg.labels import relabel_instances
+from plateseg.tiling.instances import tiled_instances
 
 __all__ = [
     "MaskRCNNParams",
@@ -86,20 +63,12 @@ __all__ = [
     "load_checkpoint",
     "predict_instances",
     "default_id_stride",
-    "resolve_overlaps",
-    "relabel_instances",
-    "centroids",
-    "TABLE_COLUMNS",
-    "CODE_MODULES",
 ]
 
-LOG = logging.getLogger("plateseg.engines.maskrcnn")
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "plateseg-maskrcnn"
 CHECKPOINT_VERSION = 1
-CODE_MODULES = ("plateseg.engines.maskrcnn", "plateseg.engines.runtime", "plateseg.engines.normalize", "plateseg.tiling.grid")
-TABLE_COLUMNS = ("label", "score", "y0", "x0", "y1", "x1", "centroid_y", "centroid_x", "area",
-                 "tile", "tile_row", "tile_col", "cut_by_halo")
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 _FPN_LEVELS = 5  # P2, P3, P4, P5 and the max-pooled P6 ("pool")
 _BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
@@ -107,14 +76,14 @@ _BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "res
 
 
 @dataclass
-class MaskRCNNParams:
-    """All settings of a Mask R-CNN training run (the science ones belong in the pipeline config).
+class MaskRCNNParams(EngineParams):
+    """All settings of a Mask R-CNN training run: :class:`~plateseg.engines.base.EngineParams` plus these.
 
     Architecture: ``backbone`` (a torchvision ResNet name: ``resnet18`` on CPU, ``resnet50`` on
     GPU), ``norm`` (``"batch"`` or ``"group"``: trainable normalisation of the ResNet),
     ``trainable_layers`` (0-5; 5 = all, what training from scratch needs), ``fpn_channels``,
     ``box_head_dim`` (width of the two-layer box head), ``mask_head_channels`` (width of the four
-    mask convolutions), ``channels`` (image channels fed to the model).
+    mask convolutions).
 
     Anchors and RPN: ``anchor_sizes`` (one size, or a tuple of sizes, per FPN level P2-P6),
     ``aspect_ratios``, ``rpn_pre_nms_top_n_train/test``, ``rpn_post_nms_top_n_train/test``,
@@ -124,73 +93,47 @@ class MaskRCNNParams:
     ``box_detections_per_img`` (max detections per tile), ``box_score_thresh`` (the model's own
     floor; inference thresholds with ``score_threshold``), ``box_nms_thresh``.
 
-    Normalisation: ``p_low``, ``p_high`` percentiles per image and channel (as the U-Net);
-    ``pixel_size`` the images were acquired at (recorded only).
+    Targets: ``min_area`` (config ``target_min_area``) - objects with fewer pixels in an
+    augmented crop are not targets. Validation thresholds detections at ``val_score_threshold``.
 
-    Targets: ``min_area`` - objects with fewer pixels in an augmented crop are not targets.
-
-    Optimisation: ``epochs``, ``samples_per_epoch`` (None: the number of images, at least one
-    batch), ``batch_size``, ``crop_size``, ``lr``, ``weight_decay`` (AdamW), ``warmup_steps`` then
-    cosine decay to ``lr * min_lr_ratio``, ``grad_clip`` (max gradient norm or None).
-
-    Augmentation (as the U-Net's): ``flips``, ``rot90``, ``scale_range`` (log-uniform zoom),
-    ``intensity_jitter`` (multiplicative and additive, on the normalised image).
-
-    Runtime: ``seed``, ``device`` ("auto", "cpu", "cuda", "cuda:1"), ``amp`` (CUDA only),
-    ``num_workers``.
-
-    Validation (each ``val_every`` epochs and after the last): tiled prediction with
-    ``val_tile_size``/``val_halo`` and ``val_score_threshold``.
+    Defaults are those of the workflow's config schema (``maskrcnn:``).
     """
 
     backbone: str = "resnet18"
     norm: str = "batch"
     trainable_layers: int = 5
-    fpn_channels: int = 256
-    box_head_dim: int = 1024
-    mask_head_channels: int = 256
-    channels: tuple = (0,)
+    fpn_channels: int = 64
+    box_head_dim: int = 256
+    mask_head_channels: int = 64
+    # anchors and RPN
     anchor_sizes: tuple = (8, 16, 32, 64, 128)
-    aspect_ratios: tuple = (0.5, 1.0, 2.0)
     rpn_pre_nms_top_n_train: int = 2000
     rpn_post_nms_top_n_train: int = 2000
-    rpn_pre_nms_top_n_test: int = 2000
-    rpn_post_nms_top_n_test: int = 2000
+    rpn_pre_nms_top_n_test: int = 1000
+    rpn_post_nms_top_n_test: int = 1000
+    aspect_ratios: tuple = (0.5, 1.0, 2.0)
     rpn_nms_thresh: float = 0.7
     rpn_batch_size_per_image: int = 256
-    box_batch_size_per_image: int = 512
+    # RoI heads, targets
+    box_batch_size_per_image: int = 256
     box_detections_per_img: int = 1000
     box_score_thresh: float = 0.05
     box_nms_thresh: float = 0.5
-    p_low: float = 1.0
-    p_high: float = 99.8
-    pixel_size: float | None = None
     min_area: int = 4
-    epochs: int = 20
-    samples_per_epoch: int | None = None
+    # shared settings (EngineParams) with this engine's defaults
+    epochs: int = 15
+    samples_per_epoch: int | None = 32
     batch_size: int = 4
-    crop_size: int = 256
-    lr: float = 3e-4
-    weight_decay: float = 1e-4
-    warmup_steps: int = 50
-    min_lr_ratio: float = 0.05
+    crop_size: int = 128
+    warmup_steps: int = 10
     grad_clip: float | None = 10.0
-    flips: bool = True
-    rot90: bool = True
-    scale_range: tuple = (0.8, 1.25)
-    intensity_jitter: float = 0.1
-    seed: int = 0
-    device: str = "auto"
-    amp: bool = True
-    num_workers: int = 0
-    val_every: int = 1
-    val_tile_size: int = 256
-    val_halo: int = 32
+    val_every: int = 5
     val_score_threshold: float = 0.5
 
-    @classmethod
-    def coerce(cls, params=None) -> "MaskRCNNParams":
-        """A :class:`MaskRCNNParams` from None, an instance or a dict (unknown keys are an error).
+    _what = "Mask R-CNN"
+
+    def validate(self) -> None:
+        """Raise ValueError on inconsistent settings.
 
         Examples
         --------
@@ -198,11 +141,7 @@ class MaskRCNNParams:
         >>> p.anchor_sizes
         ((6, 8), 16, 32, 64, 128)
         """
-        from plateseg.config.checks import coerce_params
-
-        return coerce_params(cls, params, "Mask R-CNN")
-
-    def validate(self) -> None:
+        super().validate()
         if self.backbone not in _BACKBONES:
             raise ValueError(f"backbone must be one of {_BACKBONES}, got {self.backbone!r}")
         if self.norm not in ("batch", "group"):
@@ -212,8 +151,6 @@ class MaskRCNNParams:
         if len(self.anchor_sizes) != _FPN_LEVELS:
             raise ValueError(f"anchor_sizes needs one entry per FPN level ({_FPN_LEVELS}), "
                              f"got {self.anchor_sizes}")
-        if not self.channels:
-            raise ValueError("channels must name at least one image channel")
         if self.crop_size < 32:
             raise ValueError("crop_size must be at least 32")
 
@@ -346,8 +283,6 @@ def build_maskrcnn(params=None) -> torch.nn.Module:
 
 # --------------------------------------------------------------------------- data
 
-
-
 def instance_targets(labels, min_area: int = 1) -> dict:
     """torchvision detection targets from an instance label image.
 
@@ -395,91 +330,33 @@ def instance_targets(labels, min_area: int = 1) -> dict:
             "masks": torch.from_numpy(masks)}
 
 
-class TrainingSet(torch.utils.data.Dataset):
+class TrainingSet(CropDataset):
     """Augmented random crops and their detection targets, reproducible per ``(seed, epoch, i)``.
 
-    Parameters
-    ----------
-    images : sequence of array_like
-        ``(c, h, w)`` (or ``(h, w)``) images; ``params.channels`` are used.
-    masks : sequence of array_like
-        ``(h, w)`` instance labels.
-    params : MaskRCNNParams or dict
-
-    Notes
-    -----
-    As :class:`plateseg.engines.unet.TrainingSet`: item ``i`` of epoch ``e`` is drawn from image
-    ``perm_e[i % n]`` with ``numpy.random.default_rng([seed, e, i])``: zoom log-uniform in
-    ``scale_range``, a random crop (images smaller than the crop are centred and padded with 0 =
-    the normalised low percentile), intensity jitter, a 90-degree rotation and a flip. Targets
+    ``TrainingSet(images, masks, params)`` with ``params`` a :class:`MaskRCNNParams` or dict, as
+    :class:`~plateseg.engines.base.CropDataset`, whose crops these are. Targets
     (:func:`instance_targets`) are made from the augmented labels, so crops without objects give
     empty targets (boxes of shape ``(0, 4)``), which torchvision trains on as all-background.
 
     Each item is ``(x (c, S, S) float32 tensor, target dict)``.
+
+    Examples
+    --------
+    >>> lab = np.zeros((40, 40), int); lab[10:20, 10:20] = 1
+    >>> x, t = TrainingSet([lab * 100.0], [lab], {"crop_size": 32, "scale_range": (1, 1)})[0]
+    >>> tuple(x.shape), t["boxes"].shape[0]
+    ((1, 32, 32), 1)
     """
 
-    def __init__(self, images, masks, params=None):
-        self.p = MaskRCNNParams.coerce(params)
-        if len(images) != len(masks) or not len(images):
-            raise ValueError("need as many masks as images (and at least one)")
-        self.images, self.masks = [], []
-        for img, lab in zip(images, masks):
-            img = np.asarray(img)
-            if img.ndim == 2:
-                img = img[None]
-            img = img[list(self.p.channels)]
-            lo, hi = percentile_range(img, self.p.p_low, self.p.p_high)
-            self.images.append(apply_range(img, lo, hi))
-            lab = np.asarray(lab).astype(np.int32)
-            if lab.shape != img.shape[-2:]:
-                raise ValueError(f"mask {lab.shape} does not match image {img.shape}")
-            self.masks.append(lab)
-        self.epoch = 0
-        self._perm = None
-        self.set_epoch(0)
+    params_class = MaskRCNNParams
 
-    def __len__(self) -> int:
-        n = self.p.samples_per_epoch or len(self.images)
-        return max(int(n), int(self.p.batch_size))
-
-    def set_epoch(self, epoch: int) -> None:
-        """Draw this epoch's image order (call before iterating)."""
-        self.epoch = int(epoch)
-        rng = np.random.default_rng([self.p.seed, self.epoch, 2**31 - 1])
-        reps = -(-len(self) // len(self.images))
-        self._perm = np.concatenate([rng.permutation(len(self.images)) for _ in range(reps)])
-
-    def __getitem__(self, i: int):
-        rng = np.random.default_rng([self.p.seed, self.epoch, int(i)])
-        x, lab = self.sample(int(self._perm[i]), rng)
-        return torch.from_numpy(x), instance_targets(lab, self.p.min_area)
+    def item(self, x, planes):
+        return torch.from_numpy(x), instance_targets(planes[0].astype(np.int32), self.p.min_area)
 
     def sample(self, k: int, rng: np.random.Generator):
         """One augmented crop of image ``k``: ``(x (c, S, S) float32, labels (S, S) int32)``."""
-        p = self.p
-        img, lab = self.images[k], self.masks[k]
-        h, w = lab.shape
-        S = int(p.crop_size)
-        lo_s, hi_s = p.scale_range
-        s = (float(math.exp(rng.uniform(math.log(lo_s), math.log(hi_s)))) if hi_s > lo_s
-             else float(lo_s))
-        core = S / s
-        origin = [rng.uniform(0.0, n - core) if n > core else (n - core) / 2.0 for n in (h, w)]
-        x = np.stack([_affine(c, s, origin, S, 1) for c in img])
-        labs = _affine(lab, s, origin, S, 0)
-        if p.intensity_jitter > 0:
-            j = p.intensity_jitter
-            gain = 1.0 + rng.uniform(-j, j, size=(x.shape[0], 1, 1))
-            bias = rng.uniform(-j, j, size=(x.shape[0], 1, 1))
-            x = x * gain + bias
-        stack = np.concatenate([x, labs[None].astype(np.float32)])
-        if p.rot90:
-            stack = np.rot90(stack, int(rng.integers(4)), axes=(1, 2))
-        if p.flips and rng.random() < 0.5:
-            stack = stack[:, :, ::-1]
-        c = x.shape[0]
-        return (np.ascontiguousarray(stack[:c], dtype=np.float32),
-                np.ascontiguousarray(stack[c]).astype(np.int32))
+        x, planes = self.crop(k, rng)
+        return x, planes[0].astype(np.int32)
 
 
 def _collate(batch):
@@ -488,14 +365,6 @@ def _collate(batch):
 
 
 # --------------------------------------------------------------------------- training
-
-
-
-
-
-
-
-
 
 def _validate(model, meta, val, p: MaskRCNNParams, device) -> dict:
     from plateseg.evaluation.metrics import dsb_map, matching
@@ -507,10 +376,10 @@ def _validate(model, meta, val, p: MaskRCNNParams, device) -> dict:
         pred, _ = predict_instances(model, meta, img, p.val_tile_size, p.val_halo,
                                     p.batch_size, device, score_threshold=p.val_score_threshold)
         gt = np.asarray(lab)
-        m = matching(gt, pred, 0.5)
+        m = matching(gt, pred, 0.5, tie="gt")
         tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
         n_pred += int(m["n_pred"])
-        aps.append(dsb_map(gt, pred))
+        aps.append(dsb_map(gt, pred, tie="gt"))
     return {"val_f1_50": 1.0 if tp + fp + fn == 0 else 2.0 * tp / (2 * tp + fp + fn),
             "val_ap": float(np.mean(aps)), "val_n_pred": n_pred}
 
@@ -522,152 +391,65 @@ def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None
 
     Parameters
     ----------
-    images : sequence of array_like
-        Training images ``(c, h, w)`` (any size, any numeric dtype).
-    masks : sequence of array_like
-        Instance labels ``(h, w)``.
+    images, masks : sequence of array_like
+        ``(c, h, w)`` training images (any size and numeric dtype) and their ``(h, w)`` labels.
     params : MaskRCNNParams or dict, optional
-        Settings; see :class:`MaskRCNNParams`.
-    log : logging.Logger, optional
-        Receives one INFO line per epoch (losses, learning rate, seconds, validation metrics).
-        Default: the ``plateseg.engines.maskrcnn`` logger.
     val : tuple of (images, masks), optional
         Held-out images for per-epoch validation (tiled :func:`predict_instances`).
-    on_epoch_end : callable, optional
-        Called with each epoch's history record; if it returns True, training stops after this
-        epoch (the learning rate has then not decayed to its end value; for wall-time guards).
-    initial_weights : dict, optional
-        A state dict of the same architecture to start from (continue training, fine-tune a
-        checkpoint) instead of random weights.
+    log, on_epoch_end, initial_weights
+        The epoch log (default the ``plateseg.engines.maskrcnn`` logger), a stop hook (for
+        wall-time guards) and a state dict to start from: see :func:`plateseg.engines.base.fit`.
 
     Returns
     -------
     model : torch.nn.Module
-        The final model, in eval mode, on the training device.
+        In eval mode, on the training device.
     history : list of dict
-        One record per epoch: ``epoch``, ``loss`` and its parts ``loss_classifier``,
+        Per epoch: ``epoch``, ``loss`` and its parts ``loss_classifier``,
         ``loss_box_reg``, ``loss_mask``, ``loss_objectness``, ``loss_rpn_box_reg`` (means over
         the epoch's crops), ``lr``, ``steps``, ``seconds`` and, when validated, ``val_f1_50``,
         ``val_ap`` (DSB mean over IoU 0.5:0.95), ``val_n_pred``.
 
     Notes
     -----
-    Seeds Python, numpy and torch (the RPN and RoI samplers draw from torch's global generator)
-    and, on CPU, turns on ``torch.use_deterministic_algorithms(True, warn_only=True)`` for the
-    duration of the call: two runs with the same inputs and parameters give the same weights on
-    CPU.
+    The loop is :func:`plateseg.engines.base.fit` (which seeds torch's global generator, from
+    which the RPN and RoI samplers draw): two runs with the same inputs and parameters give the
+    same weights on CPU.
     """
     p = MaskRCNNParams.coerce(params)
-    p.validate()
-    log = log or LOG
-    device = _device(p.device)
-    seed_everything(p.seed)
-    was_deterministic = torch.are_deterministic_algorithms_enabled()
-    was_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        return _train(images, masks, p, log, val, on_epoch_end, device, initial_weights)
-    finally:
-        torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
-
-
-def _train(images, masks, p, log, val, on_epoch_end, device, initial_weights=None):
-    model = _model_from_arch(_arch(p))
-    if initial_weights is not None:
-        model.load_state_dict(initial_weights)
-    model = model.to(device)
-    cuda = device.type == "cuda"
-    data = TrainingSet(images, masks, p)
-    loader = torch.utils.data.DataLoader(
-        data, batch_size=p.batch_size, shuffle=False, num_workers=p.num_workers,
-        pin_memory=cuda, drop_last=False, collate_fn=_collate,
-        generator=torch.Generator().manual_seed(p.seed), persistent_workers=False)
-    steps_per_epoch = len(loader)
-    total = steps_per_epoch * p.epochs
-    params = [q for q in model.parameters() if q.requires_grad]
-    opt = torch.optim.AdamW(params, lr=p.lr, weight_decay=p.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: _lr_factor(s, total, min(p.warmup_steps, total // 2), p.min_lr_ratio))
-    amp_dtype = _amp_dtype(device, p.amp)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
     meta = checkpoint_meta(p)
-    history = []
-    log.info("training Mask R-CNN %s-FPN on %d images (%s), %d epochs x %d steps of %d crops %dpx",
-             p.backbone, len(data.images), device, p.epochs, steps_per_epoch, p.batch_size,
-             p.crop_size)
-    for epoch in range(p.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        data.set_epoch(epoch)
-        sums = dict.fromkeys(("loss",) + LOSS_KEYS, 0.0)
-        n_seen = n_objects = 0
-        for xs, targets in loader:
-            xs = [x.to(device, non_blocking=True) for x in xs]
-            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
-            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                parts = model(xs, targets)
-            loss = sum(v.float() for v in parts.values())
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"epoch {epoch + 1}: loss is {float(loss)} "
-                                         f"({ {k: float(v) for k, v in parts.items()} }); "
-                                         "lower lr or raise warmup_steps")
-            opt.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                scaler.unscale_(opt)
-            else:
-                loss.backward()
-            if p.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, p.grad_clip)
-            if scaler is not None:
-                scaler.step(opt)
-                scaler.update()
-            else:
-                opt.step()
-            sched.step()
-            n = len(xs)
-            n_seen += n
-            n_objects += sum(int(t["labels"].numel()) for t in targets)
-            sums["loss"] += float(loss.detach()) * n
-            for k in LOSS_KEYS:
-                sums[k] += float(parts[k].detach()) * n
-        rec = {"epoch": epoch + 1, **{k: v / n_seen for k, v in sums.items()},
-               "lr": float(opt.param_groups[0]["lr"]), "steps": steps_per_epoch,
-               "objects_per_crop": n_objects / n_seen}
-        msg = ""
-        if val is not None and ((epoch + 1) % max(p.val_every, 1) == 0 or epoch + 1 == p.epochs):
-            model.eval()
-            rec.update(_validate(model, meta, val, p, device))
-            msg = (" | val F1@0.5 {val_f1_50:.3f} AP {val_ap:.3f} ({val_n_pred} objects)"
-                   .format(**rec))
-        rec["seconds"] = time.perf_counter() - t0
-        history.append(rec)
-        log.info("epoch %d/%d loss %.4f (cls %.4f box %.4f mask %.4f rpn %.4f rpn-box %.4f) "
-                 "lr %.2e %.1f s%s", epoch + 1, p.epochs, rec["loss"], rec["loss_classifier"],
-                 rec["loss_box_reg"], rec["loss_mask"], rec["loss_objectness"],
-                 rec["loss_rpn_box_reg"], rec["lr"], rec["seconds"], msg)
-        if on_epoch_end is not None and on_epoch_end(rec) is True and epoch + 1 < p.epochs:
-            log.info("stopped after epoch %d of %d by on_epoch_end", epoch + 1, p.epochs)
-            break
-    model.eval()
-    return model, history
+
+    def batch_loss(model, batch, device, amp_dtype):
+        xs, targets = batch
+        xs = [x.to(device, non_blocking=True) for x in xs]
+        targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+            parts = model(xs, targets)
+        loss = sum(v.float() for v in parts.values())
+        n_objects = sum(int(t["labels"].numel()) for t in targets)
+        return (loss, len(xs), {k: float(parts[k].detach()) for k in LOSS_KEYS},
+                {"objects_per_crop": n_objects})
+
+    return fit(p, lambda: _model_from_arch(_arch(p)), lambda: TrainingSet(images, masks, p),
+               batch_loss, title=f"Mask R-CNN {p.backbone}-FPN", log=log or logging.getLogger(__name__),
+               collate=_collate, validate=lambda model, v, device: _validate(model, meta, v, p, device),
+               val=val, val_format="val F1@0.5 {val_f1_50:.3f} AP {val_ap:.3f} ({val_n_pred} objects)",
+               part_names={"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask",
+                           "loss_objectness": "rpn", "loss_rpn_box_reg": "rpn-box"},
+               on_epoch_end=on_epoch_end, initial_weights=initial_weights)
 
 
 # --------------------------------------------------------------------------- checkpoints
-
-
 
 def checkpoint_meta(params=None, data_hash: str | None = None, history: list | None = None,
                     **extra) -> dict:
     """Everything inference needs to know about a model, besides its weights.
 
     Keys: ``format``, ``format_version``, ``arch`` (backbone, normalisation, head widths, input
-    channels, anchors, RPN and RoI settings; enough to rebuild the model), ``channels`` (image
-    channels used), ``normalization`` (``method: percentile``, ``p_low``, ``p_high``, per image
-    and channel), ``resize`` (``"none"``: native resolution), ``pixel_size``, ``data_hash``,
-    ``code_version``, ``params`` (all training settings), ``history``, ``versions`` (torch,
-    torchvision), plus ``extra`` keys (plain Python values, e.g. ``fold=2``).
+    channels, anchors, RPN and RoI settings; enough to rebuild the model), ``resize``
+    (``"none"``: native resolution) and the keys of :func:`plateseg.engines.base.base_meta`
+    (channels, normalisation, pixel size, data hash, code version, params, history, versions:
+    torch, torchvision), plus ``extra`` keys (plain Python values, e.g. ``fold=2``).
 
     Examples
     --------
@@ -678,358 +460,16 @@ def checkpoint_meta(params=None, data_hash: str | None = None, history: list | N
     import torchvision
 
     p = MaskRCNNParams.coerce(params) if not isinstance(params, MaskRCNNParams) else params
-    meta = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_VERSION,
-        "arch": _arch(p),
-        "channels": [int(c) for c in p.channels],
-        "normalization": {"method": "percentile", "p_low": float(p.p_low),
-                          "p_high": float(p.p_high), "per": "image and channel"},
-        "resize": "none",
-        "pixel_size": None if p.pixel_size is None else float(p.pixel_size),
-        "data_hash": data_hash,
-        "code_version": code_version(CODE_MODULES),
-        "params": {k: ([list(a) if isinstance(a, tuple) else a for a in v] if isinstance(v, tuple)
-                       else v)
-                   for k, v in dataclasses.asdict(p).items()},
-        "history": list(history or []),
-        "versions": {"torch": str(torch.__version__), "torchvision": str(torchvision.__version__)},
-    }
-    meta.update(extra)
-    return meta
+    return base_meta(CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _arch(p), p, (__name__,),
+                     {"torchvision": str(torchvision.__version__)}, data_hash, history,
+                     {"resize": "none"}, **extra)
 
 
-_REQUIRED = ("arch", "channels", "normalization")
-
-
-def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
-    """Write model weights and ``meta`` (see :func:`checkpoint_meta`) to one file, atomically.
-
-    Written under a temporary name in the same folder, fsynced and moved into place with
-    :func:`os.replace`, so a killed job never leaves a truncated checkpoint. Weights are stored on
-    CPU. The file loads with ``torch.load(weights_only=True)``.
-    """
-    save_model_file(path, model, meta, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _REQUIRED)
-
-
-def load_checkpoint(path, device=None):
-    """Load a checkpoint written by :func:`save_checkpoint`.
-
-    Parameters
-    ----------
-    path : str or path-like
-    device : str or torch.device, optional
-        Where to put the model ("auto"/None: CUDA if available, else CPU).
-
-    Returns
-    -------
-    model : torch.nn.Module
-        In eval mode, on ``device``.
-    meta : dict
-        The stored metadata (everything but the weights).
-    """
-    return load_model_file(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION, _model_from_arch, device)
-
-
-# --------------------------------------------------------------------------- overlaps
-
-def _paint(region, instances, lab: np.ndarray | None = None) -> np.ndarray:
-    """Paint ``instances`` into ``region`` (y, x slices), nearest centroid wins on overlaps.
-
-    ``instances`` is an iterable of ``(label, y0, x0, mask, cy, cx)`` with ``mask`` a bool array
-    whose top-left pixel is ``(y0, x0)`` and the centroid ``(cy, cx)``, all in the coordinates of
-    ``region``. A pixel goes to the covering instance with the smallest squared distance from
-    pixel to centroid; on exact ties the earlier instance keeps it.
-    """
-    ys, xs = region
-    H, W = ys.stop - ys.start, xs.stop - xs.start
-    if lab is None:
-        lab = np.zeros((H, W), np.uint32)
-    best = np.full((H, W), np.inf)
-    for label, y0, x0, mask, cy, cx in instances:
-        a0, a1 = max(y0, ys.start), min(y0 + mask.shape[0], ys.stop)
-        b0, b1 = max(x0, xs.start), min(x0 + mask.shape[1], xs.stop)
-        if a0 >= a1 or b0 >= b1:
-            continue
-        m = mask[a0 - y0:a1 - y0, b0 - x0:b1 - x0]
-        dy = (np.arange(a0, a1, dtype=np.float64) - cy) ** 2
-        dx = (np.arange(b0, b1, dtype=np.float64) - cx) ** 2
-        d = dy[:, None] + dx[None, :]
-        sub = (slice(a0 - ys.start, a1 - ys.start), slice(b0 - xs.start, b1 - xs.start))
-        win = m & (d < best[sub])
-        lab[sub][win] = label
-        best[sub][win] = d[win]
-    return lab
-
-
-def _mask_box(mask: np.ndarray):
-    rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-    if not len(rows):
-        return None
-    return int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1
-
-
-def resolve_overlaps(masks, centroids=None) -> np.ndarray:
-    """Instance labels from possibly overlapping masks: contested pixels go to the nearest centroid.
-
-    Seed 004's rule for Mask R-CNN: a pixel covered by one mask belongs to it; a pixel covered by
-    several belongs to the one whose centroid is nearest (Euclidean distance from the pixel's
-    coordinates); exact ties go to the mask listed first (pass masks by decreasing score).
-
-    Parameters
-    ----------
-    masks : array_like
-        bool ``(n, h, w)``.
-    centroids : array_like, optional
-        ``(n, 2)`` ``(y, x)``; default the centroid of each mask.
-
-    Returns
-    -------
-    numpy.ndarray
-        uint32 ``(h, w)``: ``i + 1`` where mask ``i`` won, 0 where no mask covers the pixel. (A
-        mask can lose all its pixels, e.g. one lying inside a larger mask near its centroid.)
-
-    Examples
-    --------
-    >>> m = np.zeros((2, 1, 7), bool); m[0, 0, :5] = True; m[1, 0, 2:] = True
-    >>> resolve_overlaps(m).tolist()  # centroids x = 2 and 4; x = 3 is a tie: the first mask
-    [[1, 1, 1, 1, 2, 2, 2]]
-    """
-    masks = np.asarray(masks, bool)
-    if masks.ndim != 3:
-        raise ValueError(f"masks must be (n, h, w), got {masks.shape}")
-    n, h, w = masks.shape
-    if centroids is None:
-        yy, xx = np.arange(h), np.arange(w)
-        area = masks.sum(axis=(1, 2)).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cy = (masks.sum(axis=2) * yy).sum(axis=1) / area
-            cx = (masks.sum(axis=1) * xx).sum(axis=1) / area
-        centroids = np.stack([cy, cx], axis=1)
-    centroids = np.asarray(centroids, np.float64).reshape(n, 2)
-    items = []
-    for i in range(n):
-        box = _mask_box(masks[i])
-        if box is None:
-            continue
-        y0, x0, y1, x1 = box
-        items.append((i + 1, y0, x0, masks[i, y0:y1, x0:x1], centroids[i, 0], centroids[i, 1]))
-    return _paint((slice(0, h), slice(0, w)), items)
-
-
-def centroids(labels) -> np.ndarray:
-    """Centroids ``(n, 2)`` ``(y, x)`` of the objects of a label image, by ascending label id.
-
-    For example Mask R-CNN centroids as watershed markers for the U-Net path:
-    ``instances_from_maps(maps, mode="points", points=centroids(maskrcnn_labels))``.
-
-    Examples
-    --------
-    >>> lab = np.zeros((5, 6), int); lab[0:3, 0:3] = 2; lab[4, 4:6] = 7
-    >>> centroids(lab).tolist()
-    [[1.0, 1.0], [4.0, 4.5]]
-    """
-    return _centroids(np.asarray(labels))[1]
-
-
-def relabel_instances(labels, table: pd.DataFrame, drop_empty: bool = True):
-    """Number a field's instances 1..N in table order and update the table.
-
-    The new label of an instance is its rank among the table's labels (ascending, i.e. by tile
-    and then by decreasing score for :func:`predict_instances` ids). The mapping depends only on
-    the table, so a label image too large for memory (zarr) can be relabelled chunk by chunk
-    with ``drop_empty=False``: ``out[sl] = relabel_instances(out[sl], table, False)[0]``.
-    (:func:`plateseg.segment.classical.relabel_sequential` numbers by first appearance, which needs the
-    whole image and a lookup table as long as the largest id, ``tiles x id_stride``.)
-
-    Parameters
-    ----------
-    labels : array_like
-        Integer labels whose non-zero values are all in ``table["label"]``.
-    table : pandas.DataFrame
-        With a ``label`` column.
-    drop_empty : bool
-        Drop rows of instances absent from ``labels`` (those that lost all their pixels to
-        overlap resolution) before numbering; needs the whole field.
-
-    Returns
-    -------
-    labels : numpy.ndarray
-        uint32, same shape.
-    table : pandas.DataFrame
-        Sorted by the new ``label``.
-
-    Examples
-    --------
-    >>> lab = np.array([[0, 2049, 2049, 1025, 0, 7]])
-    >>> tab = pd.DataFrame({"label": [7, 1025, 2049, 3000], "score": [.9, .8, .7, .6]})
-    >>> new, t = relabel_instances(lab, tab)
-    >>> new.tolist(), t["label"].tolist(), t["score"].tolist()
-    ([[0, 3, 3, 2, 0, 1]], [1, 2, 3], [0.9, 0.8, 0.7])
-    """
-    labels = np.asarray(labels)
-    ids = np.unique(table["label"].to_numpy().astype(np.int64))
-    if drop_empty:
-        ids = ids[np.isin(ids, labels)]
-    new = np.zeros(labels.shape, np.uint32)
-    fg = labels > 0
-    vals = labels[fg].astype(np.int64)
-    pos = np.searchsorted(ids, vals)
-    known = pos < len(ids)
-    known[known] = ids[pos[known]] == vals[known]
-    if not known.all():
-        raise ValueError(f"labels without a table row: {np.unique(vals[~known])[:5].tolist()}")
-    new[fg] = pos + 1
-    table = table[table["label"].isin(ids)].copy()
-    table["label"] = (np.searchsorted(ids, table["label"].to_numpy().astype(np.int64)) + 1
-                      ).astype(np.uint32)
-    table = table.sort_values("label", kind="stable").reset_index(drop=True)
-    return new, table
+save_checkpoint, load_checkpoint = checkpoint_io(
+    CHECKPOINT_FORMAT, CHECKPOINT_VERSION, ("arch", "channels", "normalization"), _model_from_arch)
 
 
 # --------------------------------------------------------------------------- tiled inference
-
-def _reach(tile: int, halo: int) -> int:
-    return -(-halo // tile) if halo > 0 else 0
-
-
-def _tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int = 1, *,
-                     out=None, start: int = 0, on_tile_written=None, id_stride: int = 1024,
-                     min_area: int = 1, log: logging.Logger | None = None):
-    """Instances of a whole field from a per-window detector, tile by tile (see the module doc).
-
-    Parameters
-    ----------
-    detect_fn : callable
-        ``detect_fn(windows)`` with a list of ``(c, h, w)`` float arrays (read windows, not
-        padded, of varying size at the field edge) returns one ``(masks, scores)`` per window:
-        bool ``(n, h, w)`` instance masks in window coordinates (thresholded) and ``(n,)`` scores,
-        by decreasing score.
-    read_fn : callable
-        ``read_fn((ys, xs))`` returns the field's pixels in the given slices as ``(c, h, w)``.
-    shape : tuple of int
-        Field shape (the last two entries are ``(h, w)``).
-    tile_size, halo : int or (int, int)
-        See :func:`plateseg.tiling.grid.tile_grid`.
-    batch_size : int
-        Windows per ``detect_fn`` call.
-    out : array-like, optional
-        ``(h, w)`` uint32 target supporting ``out[ys, xs] = values``; default a numpy array.
-    start : int
-        First tile whose core is written and whose instances are reported (resume).
-    on_tile_written : callable, optional
-        ``on_tile_written(tile, rows)`` after the tile's core is written, ``rows`` the
-        DataFrame (:data:`TABLE_COLUMNS`) of the instances the tile owns.
-    id_stride : int
-        Label ids are ``tile.number * id_stride + k``, ``k = 1 .. (owned instances)``.
-    min_area : int
-        Masks with fewer pixels are ignored.
-
-    Returns
-    -------
-    out : array-like
-        ``(h, w)`` uint32 labels, overlaps resolved to the nearest centroid.
-    table : pandas.DataFrame
-        One row per reported instance (tiles ``start`` and after).
-    """
-    log = log or LOG
-    h, w = (int(s) for s in shape[-2:])
-    tiles = tile_grid((h, w), tile_size, halo)
-    ts = (tile_size, tile_size) if np.isscalar(tile_size) else tuple(int(a) for a in tile_size)
-    hl = (halo, halo) if np.isscalar(halo) else tuple(int(a) for a in halo)
-    if len(tiles) * int(id_stride) >= 2**32:
-        raise ValueError(f"{len(tiles)} tiles x id_stride {id_stride} overflows uint32 labels")
-    ny, nx = tiles[-1].index[0] + 1, tiles[-1].index[1] + 1
-    ry, rx = _reach(ts[0], hl[0]), _reach(ts[1], hl[1])
-
-    def neighbours(t: Tile):
-        r, c = t.index
-        for rr in range(max(r - ry, 0), min(r + ry, ny - 1) + 1):
-            for cc in range(max(c - rx, 0), min(c + rx, nx - 1) + 1):
-                yield rr * nx + cc
-
-    final_after = [max(neighbours(t)) for t in tiles]  # symmetric: also the last core j reaches
-    needed = sorted({j for t in tiles[start:] for j in neighbours(t)})
-    if out is None:
-        out = np.zeros((h, w), np.uint32)
-    store: dict[int, tuple[list, list]] = {}  # tile -> (paint items, table rows)
-    rows_all = []
-    next_write = start
-    bs = max(int(batch_size), 1)
-
-    def owned_instances(t: Tile, masks, scores):
-        oy, ox = t.read[0].start, t.read[1].start
-        wh, ww = t.read[0].stop - oy, t.read[1].stop - ox
-        masks = np.asarray(masks, bool).reshape(-1, wh, ww)
-        scores = np.asarray(scores, np.float64).reshape(-1)
-        if len(scores) != len(masks):
-            raise ValueError(f"detect_fn gave {len(masks)} masks and {len(scores)} scores")
-        cand = []
-        for m, s in zip(masks, scores):
-            box = _mask_box(m)
-            if box is None:
-                continue
-            y0, x0, y1, x1 = box
-            crop = m[y0:y1, x0:x1]
-            yy, xx = np.nonzero(crop)
-            if len(yy) < max(int(min_area), 1):
-                continue
-            cand.append((float(s), y0, x0, y1, x1, crop, oy + y0 + yy.mean(), ox + x0 + xx.mean(),
-                         len(yy)))
-        if not cand:
-            return [], []
-        cen = np.array([[c[6], c[7]] for c in cand])
-        owned = [c for c, o in zip(cand, owned_by_tile(cen, t)) if o]
-        if len(owned) >= id_stride:
-            raise ValueError(f"tile {t.number} owns {len(owned)} instances, more than id_stride "
-                             f"{id_stride} allows")
-        items, rows = [], []
-        n_cut = 0
-        for k, (s, y0, x0, y1, x1, crop, cy, cx, area) in enumerate(owned, start=1):
-            cut = bool((y0 == 0 and oy > 0) or (y1 == wh and oy + wh < h)
-                       or (x0 == 0 and ox > 0) or (x1 == ww and ox + ww < w))
-            n_cut += cut
-            label = t.number * id_stride + k
-            items.append((label, oy + y0, ox + x0, crop, cy, cx))
-            rows.append((label, s, oy + y0, ox + x0, oy + y1, ox + x1, cy, cx, area, t.number,
-                         t.index[0], t.index[1], cut))
-        if n_cut:
-            log.warning("tile %d %s: %d owned instance(s) touch the halo's outer edge (larger "
-                        "than the halo allows; their masks may be cut)", t.number, t.index, n_cut)
-        return items, rows
-
-    def table(rows):
-        df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
-        return df.astype({"label": np.uint32, "score": np.float64, "y0": np.int64,
-                          "x0": np.int64, "y1": np.int64, "x1": np.int64, "centroid_y": np.float64,
-                          "centroid_x": np.float64, "area": np.int64, "tile": np.int64,
-                          "tile_row": np.int64, "tile_col": np.int64, "cut_by_halo": bool})
-
-    for b0 in range(0, len(needed), bs):
-        ids = needed[b0:b0 + bs]
-        windows = []
-        for j in ids:
-            arr = np.asarray(read_fn(tiles[j].read))
-            windows.append(arr[None] if arr.ndim == 2 else arr)
-        dets = list(detect_fn(windows))
-        if len(dets) != len(ids):
-            raise ValueError(f"detect_fn returned {len(dets)} results for {len(ids)} windows")
-        for j, (masks, scores) in zip(ids, dets):
-            store[j] = owned_instances(tiles[j], masks, scores)
-        done = ids[-1]
-        while next_write < len(tiles) and final_after[next_write] <= done:
-            t = tiles[next_write]
-            items = [it for j in neighbours(t) for it in store[j][0]]
-            out[t.core] = _paint(t.core, items)
-            rows = store[next_write][1]
-            rows_all.extend(rows)
-            if on_tile_written is not None:
-                on_tile_written(t, table(rows))
-            next_write += 1
-            for j in [j for j in store if final_after[j] < next_write]:
-                del store[j]  # every core this tile's instances can reach is written
-    return out, table(rows_all)
-
 
 def default_id_stride(meta: dict) -> int:
     """Label id stride per tile of a model: the next power of two above its detections per tile.
@@ -1086,7 +526,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         ``(h, w)`` uint32 target (e.g. a zarr array of chunk = tile).
     relabel : bool, optional
         Number instances 1..N in table order and drop table rows without pixels
-        (:func:`relabel_instances`). Default: when ``out`` is None and ``start == 0``.
+        (:func:`plateseg.labels.relabel_instances`). Default: when ``out`` is None and ``start == 0``.
         Otherwise labels keep the deterministic ids ``tile * id_stride + k`` (needed to
         resume), and the caller relabels at the end, chunk by chunk, with the whole table.
     id_stride : int, optional
@@ -1097,7 +537,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
     labels : array-like
         ``out`` or a uint32 numpy array ``(h, w)``.
     table : pandas.DataFrame
-        :data:`TABLE_COLUMNS`: ``label``, ``score``, mask box ``y0, x0, y1, x1`` (end-exclusive,
+        :data:`plateseg.tiling.instances.TABLE_COLUMNS`: ``label``, ``score``, mask box ``y0, x0, y1, x1`` (end-exclusive,
         field coordinates, before overlap resolution), ``centroid_y, centroid_x`` (of the
         thresholded mask, field coordinates), ``area`` (mask pixels before overlap resolution),
         ``tile`` (row-major number) and ``tile_row, tile_col``, ``cut_by_halo`` (the owned mask
@@ -1108,29 +548,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
     device = _device(device)
     model = model.to(device).eval()
     amp_dtype = _amp_dtype(device, True)
-    chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
-    if len(chans) != int(meta["arch"]["in_channels"]):
-        raise ValueError(f"model takes {meta['arch']['in_channels']} channels, got {chans}")
-    arr = image if hasattr(image, "shape") else np.asarray(image)
-    two_d = len(arr.shape) == 2
-    if two_d and chans != [0]:
-        raise ValueError("a 2-D image has only channel 0")
-    h, w = (int(s) for s in arr.shape[-2:])
-
-    def channel(c, sl=(slice(None), slice(None))):
-        return np.asarray(arr[sl] if two_d else arr[(c,) + tuple(sl)])
-
-    if norm_range is None:
-        step = max(1, int(math.ceil(math.sqrt(h * w / stats_max_pixels))))
-        sample = np.stack([channel(c, (slice(None, None, step), slice(None, None, step)))
-                           for c in chans])
-        norm = meta["normalization"]
-        lo, hi = percentile_range(sample, norm["p_low"], norm["p_high"])
-    else:
-        lo, hi = (np.asarray(v, np.float64).reshape(len(chans), 1, 1) for v in norm_range)
-
-    def read_fn(sl):
-        return apply_range(np.stack([channel(c, sl) for c in chans]), lo, hi)
+    read_fn, (h, w) = field_reader(meta, image, channels, norm_range, stats_max_pixels)
 
     @torch.inference_mode()
     def detect_fn(windows):
@@ -1157,8 +575,8 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
     saved = heads.score_thresh
     heads.score_thresh = max(float(saved), float(score_threshold))  # don't paste masks we drop
     try:
-        labels, table = _tiled_instances(detect_fn, read_fn, (h, w), tile_size, halo, batch_size,
-                                         out=out, start=start, on_tile_written=on_tile_written,
+        labels, table = tiled_instances(detect_fn, read_fn, (h, w), tile_size, halo, batch_size,
+                                        out=out, start=start, on_tile_written=on_tile_written,
                                          id_stride=id_stride, min_area=min_area)
     finally:
         heads.score_thresh = saved

@@ -17,7 +17,7 @@ import numpy as np
 
 from plateseg.evaluation.matching import Overlap, check_pair, overlap
 
-__all__ = ["COCO_IOU_THRESHOLDS", "COCO_RECALL_THRESHOLDS", "COCO_AREA_RANGES", "COCO_MAX_DETS", "coco_mask_ap", "coco_eval_overlap", "coco_accumulate", "scores_for"]
+__all__ = ["COCO_IOU_THRESHOLDS", "COCO_RECALL_THRESHOLDS", "COCO_AREA_RANGES", "COCO_MAX_DETS", "coco_mask_ap", "dataset_scores", "coco_eval_overlap", "coco_accumulate", "scores_for"]
 
 #: COCO's IoU thresholds, bit-identical to pycocotools (``np.linspace``; 0.9 is 0.8999999999999999).
 COCO_IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
@@ -155,6 +155,23 @@ def coco_accumulate(images: Sequence[_CocoImage | None]) -> dict:
     )
 
 
+def dataset_scores(gts: Sequence, preds: Sequence, scores=None) -> list:
+    """The per-image score entries of a dataset (None per image when there are none), checked for length.
+
+    Examples
+    --------
+    >>> dataset_scores([1, 2], [3, 4])
+    [None, None]
+    """
+    if len(gts) != len(preds):
+        raise ValueError(f"got {len(gts)} ground truth and {len(preds)} predicted images")
+    if scores is None:
+        scores = [None] * len(gts)
+    if len(scores) != len(gts):
+        raise ValueError(f"got {len(scores)} score entries for {len(gts)} images")
+    return list(scores)
+
+
 def coco_mask_ap(gts: Sequence, preds: Sequence, scores=None, max_dets: int = COCO_MAX_DETS) -> dict:
     """COCO mask average precision over a list of images (seed 002), single category.
 
@@ -194,12 +211,7 @@ def coco_mask_ap(gts: Sequence, preds: Sequence, scores=None, max_dets: int = CO
     >>> ap["AP"], ap["AP50"], ap["AP_S"], ap["AP_M"]
     (1.0, 1.0, 1.0, nan)
     """
-    if len(gts) != len(preds):
-        raise ValueError(f"got {len(gts)} ground truth and {len(preds)} predicted images")
-    if scores is None:
-        scores = [None] * len(gts)
-    if len(scores) != len(gts):
-        raise ValueError(f"got {len(scores)} score entries for {len(gts)} images")
+    scores = dataset_scores(gts, preds, scores)
     images = []
     for g, p, s in zip(gts, preds, scores):
         ov = overlap(*check_pair(g, p))

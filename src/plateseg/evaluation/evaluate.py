@@ -11,7 +11,7 @@ from plateseg.io.ngff import read_labels
 
 __all__ = ["evaluate_stores"]
 
-log = logging.getLogger("plateseg.evaluation.evaluate")
+log = logging.getLogger(__name__)
 
 
 def evaluate_stores(groundtruth, stores: dict, labelset: str) -> tuple[pd.DataFrame, pd.DataFrame]:

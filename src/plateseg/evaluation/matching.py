@@ -374,12 +374,11 @@ def object_f1_avg(gt, pred, thresholds=DSB_THRESHOLDS, tie: str = "gt") -> float
     Returns
     -------
     float
-        In [0, 1]. Both images empty: 1.0; exactly one empty: 0.0.
+        The mean F1, in [0, 1] (1.0 when both images are empty, 0.0 when only one is).
 
     Examples
     --------
-    >>> gt = np.array([[1, 1, 0, 2, 2]])
-    >>> round(object_f1_avg(gt, np.array([[1, 1, 0, 0, 0]])), 4)   # 2*1 / (2*1 + 0 + 1)
+    >>> round(object_f1_avg(np.array([[1, 1, 0, 2, 2]]), np.array([[1, 1, 0, 0, 0]])), 4)   # 2*1 / (2*1 + 0 + 1)
     0.6667
     """
     check_tie(tie)

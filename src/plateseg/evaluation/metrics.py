@@ -40,7 +40,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from plateseg.evaluation.coco import (COCO_AREA_RANGES, COCO_IOU_THRESHOLDS, COCO_MAX_DETS, COCO_RECALL_THRESHOLDS,
-                                      coco_accumulate, coco_eval_overlap, coco_mask_ap, scores_for)
+                                      coco_accumulate, coco_eval_overlap, coco_mask_ap, dataset_scores, scores_for)
 from plateseg.evaluation.matching import (DSB_THRESHOLDS, Overlap, check_pair, check_tie, counts_dict, dsb_map,
                                           dsb_map_dataset, dsb_map_overlap, iou_matrix, match_overlap, matching,
                                           object_f1_avg, object_f1_overlap, overlap, precision_recall_at)
@@ -212,6 +212,13 @@ def _fg_counts(ov: Overlap) -> tuple[int, int, int]:
     return int(ov.inter.sum()), int(ov.gt_area.sum()), int(ov.pred_area.sum())
 
 
+def _foreground_counts(gt, pred) -> tuple[int, int, int]:
+    """Pixels in both foregrounds (label > 0), in ``gt``'s and in ``pred``'s."""
+    gt, pred = check_pair(gt, pred)
+    a, b = gt > 0, pred > 0
+    return int(np.count_nonzero(a & b)), int(a.sum()), int(b.sum())
+
+
 def _dice_from(inter: int, a: int, b: int) -> float:
     return 2.0 * inter / (a + b) if a + b else 1.0
 
@@ -231,24 +238,18 @@ def dice(gt, pred) -> float:
     >>> dice(np.array([[1, 1, 0, 0]]), np.array([[0, 3, 3, 0]]))
     0.5
     """
-    gt, pred = check_pair(gt, pred)
-    a, b = gt > 0, pred > 0
-    return _dice_from(int(np.count_nonzero(a & b)), int(a.sum()), int(b.sum()))
+    return _dice_from(*_foreground_counts(gt, pred))
 
 
 def pixel_iou(gt, pred) -> float:
-    """Pixel-wise IoU of the binary foregrounds, TP / (TP + FP + FN) (seed 000, eq. 11).
-
-    Both empty: 1.0.
+    """Pixel-wise IoU of the binary foregrounds, TP / (TP + FP + FN) (seed 000, eq. 11); 1.0 when both are empty.
 
     Examples
     --------
-    >>> pixel_iou(np.array([[1, 1, 0, 0]]), np.array([[0, 3, 3, 0]]))
-    0.3333333333333333
+    >>> round(pixel_iou(np.array([[1, 1, 0, 0]]), np.array([[0, 3, 3, 0]])), 4)  # 1 / (1 + 1 + 1)
+    0.3333
     """
-    gt, pred = check_pair(gt, pred)
-    a, b = gt > 0, pred > 0
-    return _iou_from(int(np.count_nonzero(a & b)), int(a.sum()), int(b.sum()))
+    return _iou_from(*_foreground_counts(gt, pred))
 
 
 def pixel_f1(gt, pred) -> float:
@@ -344,18 +345,11 @@ def _evaluate_ov(gt, pred, ov: Overlap, scores, tie: str, max_dets: int):
         n_pred=ov.n_pred,
         dsb_map=dsb_map_overlap(ov, DSB_THRESHOLDS, tie),
         object_f1_avg=object_f1_overlap(ov, DSB_THRESHOLDS, tie),
-        tp_50=m50["tp"],
-        fp_50=m50["fp"],
-        fn_50=m50["fn"],
-        precision_50=m50["precision"],
-        recall_50=m50["recall"],
-        f1_50=m50["f1"],
-        mean_matched_iou_50=m50["mean_matched_iou"],
-        tp_70=m70["tp"],
-        fp_70=m70["fp"],
-        fn_70=m70["fn"],
-        precision_70=m70["precision"],
-        recall_70=m70["recall"],
+    )
+    at_50 = ("tp", "fp", "fn", "precision", "recall", "f1", "mean_matched_iou")
+    row.update({f"{k}_50": m50[k] for k in at_50})
+    row.update({f"{k}_70": m70[k] for k in at_50[:5]})
+    row.update(
         dice=_dice_from(inter, a, b),
         pixel_iou=_iou_from(inter, a, b),
         boundary_dice=boundary_dice(gt, pred),
@@ -509,12 +503,7 @@ def evaluate_dataset(
     import pandas as pd
 
     check_tie(tie)
-    if len(gts) != len(preds):
-        raise ValueError(f"got {len(gts)} ground truth and {len(preds)} predicted images")
-    if scores is None:
-        scores = [None] * len(gts)
-    if len(scores) != len(gts):
-        raise ValueError(f"got {len(scores)} score entries for {len(gts)} images")
+    scores = dataset_scores(gts, preds, scores)
     rows, coco_imgs = [], []
     for i, (g, p, s) in enumerate(zip(gts, preds, scores)):
         g, p = check_pair(g, p)

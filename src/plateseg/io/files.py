@@ -75,10 +75,10 @@ def read_table(path) -> pd.DataFrame:
 
 def setup_logging(log_path=None, level=logging.INFO) -> logging.Logger:
     """Send ``plateseg`` log records (progress, warnings) to ``log_path`` and to stderr."""
-    logger = logging.getLogger("plateseg")
-    logger.setLevel(level)
-    for h in list(logger.handlers):
-        logger.removeHandler(h)
+    root = logging.getLogger("plateseg")
+    root.setLevel(level)
+    for h in list(root.handlers):
+        root.removeHandler(h)
     fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers = [logging.StreamHandler()]
     if log_path:
@@ -86,6 +86,6 @@ def setup_logging(log_path=None, level=logging.INFO) -> logging.Logger:
         handlers.append(logging.FileHandler(log_path, mode="w"))
     for h in handlers:
         h.setFormatter(fmt)
-        logger.addHandler(h)
-    logger.propagate = False
-    return logger
+        root.addHandler(h)
+    root.propagate = False
+    return root

@@ -17,7 +17,7 @@ from plateseg.io.ngff import create_well_image
 
 __all__ = ["read_plane", "ingest_well"]
 
-log = logging.getLogger("plateseg.io.ingest")
+log = logging.getLogger(__name__)
 
 
 def read_plane(path) -> np.ndarray:

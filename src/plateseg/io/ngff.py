@@ -17,6 +17,7 @@ labels together in napari.
 """
 from __future__ import annotations
 
+import logging
 from typing import Mapping
 
 import numpy as np
@@ -37,6 +38,8 @@ __all__ = [
     "read_labels",
     "label_fields",
 ]
+
+log = logging.getLogger(__name__)
 
 NGFF_VERSION = "0.5"
 
@@ -265,9 +268,6 @@ def segment_well(source, out, segment, tile_size: int, pixel_size: float, attrs=
     are processed one at a time (one in memory) and logged with their nucleus count; ``describe``
     adds a note to each log line.
     """
-    import logging
-
-    log = logging.getLogger("plateseg.segment")
     fields = list_fields(source)
 
     def labelled():

@@ -35,6 +35,7 @@ from scipy import ndimage
 
 from plateseg.io.files import atomic_path, write_table
 from plateseg.io.naming import row_index
+from plateseg.labels import dense_labels, remove_small
 
 __all__ = ["synth_field", "write_demo_run", "write_training_set"]
 
@@ -376,6 +377,14 @@ def _write_tiff_atomic(path: Path, array: np.ndarray, pixel_size: float | None =
         tifffile.imwrite(fh, array, photometric="minisblack", **kwargs)
 
 
+def _fresh_folders(out: Path, *names: str) -> list[Path]:
+    """The sub-folders ``names`` of ``out``, created if missing."""
+    folders = [out / n for n in names]
+    for folder in folders:
+        folder.mkdir(parents=True, exist_ok=True)
+    return folders
+
+
 def write_demo_run(
     out_dir,
     plate="DEMO",
@@ -437,11 +446,9 @@ def write_demo_run(
     ['plate', 'well', 'row', 'column', 'field', 'n_nuclei', 'density', 'marker_level']
     """
     out = Path(out_dir)
-    img_dir, gt_dir = out / "images", out / "groundtruth"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    gt_dir.mkdir(parents=True, exist_ok=True)
+    img_dir, gt_dir = _fresh_folders(out, "images", "groundtruth")
     truth_path = gt_dir / "truth.csv"
-    truth_path.unlink(missing_ok=True)
+    truth_path.unlink(missing_ok=True)  # written last: marks a complete demo
 
     rows = [str(r).upper() for r in (list(rows) if isinstance(rows, str) else rows)]
     columns = [int(c) for c in columns]
@@ -487,16 +494,6 @@ def write_demo_run(
     return truth
 
 
-def _crop_labels(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """Drop labels under ``min_area`` pixels (pieces cut by a crop) and relabel 1..N as uint16."""
-    counts = np.bincount(labels.ravel())
-    keep = np.flatnonzero(counts >= min_area)
-    keep = keep[keep > 0]
-    lut = np.zeros(counts.size, dtype=np.uint16)
-    lut[keep] = np.arange(1, keep.size + 1, dtype=np.uint16)
-    return lut[labels]
-
-
 def write_training_set(out_dir, n_images=16, shape=(256, 256), seed=0) -> pd.DataFrame:
     """Write annotated synthetic images in the layout of ``data/dsb2018``.
 
@@ -540,11 +537,9 @@ def write_training_set(out_dir, n_images=16, shape=(256, 256), seed=0) -> pd.Dat
     (['id', 'height', 'width', 'n_objects', 'group'], [0, 0])
     """
     out = Path(out_dir)
-    img_dir, mask_dir = out / "images", out / "masks"
-    img_dir.mkdir(parents=True, exist_ok=True)
-    mask_dir.mkdir(parents=True, exist_ok=True)
+    img_dir, mask_dir = _fresh_folders(out, "images", "masks")
     index_path = out / "index.csv"
-    index_path.unlink(missing_ok=True)
+    index_path.unlink(missing_ok=True)  # written last: marks a complete set
 
     H, W = (int(s) for s in shape)
     overlap = W // 4
@@ -567,7 +562,7 @@ def write_training_set(out_dir, n_images=16, shape=(256, 256), seed=0) -> pd.Dat
         for k in range(n_crops):
             x0 = k * (W - overlap)
             img = image[0, :, x0:x0 + W]
-            mask = _crop_labels(labels[:, x0:x0 + W], min_area=15)
+            mask = dense_labels(remove_small(labels[:, x0:x0 + W], 15))[1].astype(np.uint16)
             image_id = f"synth{g:03d}_{k}"
             _write_tiff_atomic(img_dir / f"{image_id}.tif", np.ascontiguousarray(img))
             _write_tiff_atomic(mask_dir / f"{image_id}.tif", mask)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 from skimage import measure
 
-__all__ = ["SHAPE_COLUMNS", "measure_field"]
+__all__ = ["SHAPE_COLUMNS", "measure_field", "measure_well"]
 
 # skimage regionprops name -> CellProfiler name
 SHAPE_COLUMNS = {
@@ -94,12 +94,39 @@ def _columns(channels: list[str]) -> list[str]:
     return cols
 
 
-def measure_well(image_store, label_store, metadata: dict, source: str, picks: pd.DataFrame | None = None) -> pd.DataFrame:
+def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per-object table of a well: :func:`measure_field` over its fields, with ``Metadata_*`` columns.
 
-    ``source`` fills ``Ensemble_Source`` (the engine each object's mask came from) and
-    ``Ensemble_PredictedIoU`` is empty, unless ``picks`` (the ensemble's ``field``, ``label``,
-    ``engine``, ``predicted_iou`` per object) gives both per object.
+    Parameters
+    ----------
+    image_store, label_store : path-like
+        The well image store and its label store (:mod:`plateseg.io.ngff`).
+    metadata : dict
+        ``Metadata_*`` columns (first, one value each).
+    picks : pandas.DataFrame, optional
+        The ensemble's picks (``field``, ``label``, ``engine``, ``predicted_iou`` per object): only
+        then the table has ``Ensemble_Source`` (the engine each object's mask came from) and
+        ``Ensemble_PredictedIoU``; every object must have a row.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``Metadata_*``, ``Metadata_Field`` and the :func:`measure_field` columns.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from plateseg.io.ngff import write_well_image, write_well_labels
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> lab = np.zeros((8, 8), np.uint32); lab[2:4, 2:4] = 1
+    >>> _ = write_well_image(d / "image.zarr", {1: np.ones((1, 8, 8), np.uint16)}, ["DNA"], 8, 1.0)
+    >>> _ = write_well_labels(d / "labels.zarr", {1: lab}, tile_size=8)
+    >>> picks = pd.DataFrame({"field": [1], "label": [1], "engine": ["unet"], "predicted_iou": [0.8]})
+    >>> measure_well(d / "image.zarr", d / "labels.zarr", {"Metadata_Well": "A01"}, picks)[
+    ...     ["Metadata_Well", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist()
+    [['A01', 1, 'unet', 0.8]]
+    >>> "Ensemble_Source" in measure_well(d / "image.zarr", d / "labels.zarr", {}).columns
+    False
     """
     from plateseg.io.ngff import channel_names, list_fields, open_field, read_labels
 
@@ -112,8 +139,6 @@ def measure_well(image_store, label_store, metadata: dict, source: str, picks: p
     out = pd.concat(tables, ignore_index=True)
     for i, (k, v) in enumerate(metadata.items()):
         out.insert(i, k, v)
-    out["Ensemble_Source"] = source
-    out["Ensemble_PredictedIoU"] = np.nan
     if picks is not None:
         key = pd.MultiIndex.from_frame(out[["Metadata_Field", "ObjectNumber"]].astype(np.int64))
         p = picks.set_index([picks["field"].astype(np.int64), picks["label"].astype(np.int64)])

@@ -14,7 +14,7 @@ from plateseg.io.files import atomic_path  # noqa: E402
 
 __all__ = ["plate_grid", "plate_heatmaps", "importance_figure"]
 
-log = logging.getLogger("plateseg.measure.qc")
+log = logging.getLogger(__name__)
 
 
 def plate_grid(summary: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str], list[int]]:

@@ -11,7 +11,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger("plateseg.measure.summarize")
+log = logging.getLogger(__name__)
 
 __all__ = ["feature_columns", "summarize_well", "plate_summary"]
 

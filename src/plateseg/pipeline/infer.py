@@ -2,7 +2,8 @@
 
 :func:`infer_well_maps` writes the U-Net's per-pixel maps; :func:`infer_well_instances` writes the
 Mask R-CNN's instance labels (an NGFF label store) and their table. Both resume a killed job as
-described below.
+described below. :func:`infer_well` is the one entry point of rules infer_unet and
+infer_maskrcnn (the engine by name).
 
 The maps store has the layout of a well image store (:mod:`plateseg.io.ngff`), with the U-Net heads
 as channels::
@@ -37,9 +38,9 @@ from plateseg.io.files import atomic_path, remove_path
 from plateseg.io.ngff import channel_names, create_well_image, list_fields, open_field
 from plateseg.tiling.grid import tile_grid
 
-__all__ = ["partial_path", "maps_fingerprint", "read_progress", "infer_well_maps", "infer_well_instances"]
+__all__ = ["partial_path", "maps_fingerprint", "read_progress", "infer_well_maps", "infer_well_instances", "infer_well"]
 
-LOG = logging.getLogger("plateseg.pipeline.infer")
+log = logging.getLogger(__name__)
 PROGRESS = "progress.json"
 
 
@@ -210,7 +211,7 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     """
     from plateseg.engines.unet import load_checkpoint, predict_maps
 
-    log = log or LOG
+    log = log or logging.getLogger(__name__)
     image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype)}
@@ -277,15 +278,17 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     Returns
     -------
     pathlib.Path
-        ``out``.
+        ``out``, the label store (the table is at ``table_out``).
     """
     import pandas as pd
 
     from plateseg.io.files import write_table
-    from plateseg.engines.maskrcnn import TABLE_COLUMNS, default_id_stride, load_checkpoint, predict_instances, relabel_instances
+    from plateseg.engines.maskrcnn import default_id_stride, load_checkpoint, predict_instances
+    from plateseg.labels import relabel_instances
+    from plateseg.tiling.instances import TABLE_COLUMNS
     from plateseg.io.ngff import create_well_labels
 
-    log = log or LOG
+    log = log or logging.getLogger(__name__)
     image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     rows_dir = partial / "rows"
@@ -346,3 +349,50 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     remove_path(partial)
     log.info("instances of %d field(s) written to %s and %s", len(fields), out, table_out)
     return out
+
+
+def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int | None = None,
+               settings: dict | None = None, threads: int | None = None, **kwargs) -> Path:
+    """Rules infer_unet, infer_maskrcnn: the well inference of ``engine`` on the job's device.
+
+    Parameters
+    ----------
+    engine : {"unet", "maskrcnn"}
+        ``unet``: :func:`infer_well_maps` writes the maps at ``out``; ``maskrcnn``:
+        :func:`infer_well_instances` writes the labels at ``out`` and their table at ``table_out``.
+    image, checkpoint, out
+        As :func:`infer_well_maps`.
+    table_out : path-like, optional
+        The Mask R-CNN instance table (required for ``maskrcnn``, not allowed for ``unet``).
+    channel : int, optional
+        The image channel fed to the model (default the checkpoint's channels).
+    settings : dict, optional
+        Engine-specific keyword arguments (Mask R-CNN ``score_threshold``, ``mask_threshold``,
+        ``min_area``).
+    threads : int, optional
+        torch CPU threads.
+    **kwargs
+        ``tile_size``, ``halo``, ``batch_size``, ``pixel_size``, ``attrs`` as :func:`infer_well_maps`.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+
+    Examples
+    --------
+    >>> infer_well("unet", "results/P/A01/image.zarr", "results/models/unet/all.pt",
+    ...            "results/P/A01/unet.zarr", channel=0, tile_size=256, halo=32)  # doctest: +SKIP
+    """
+    from plateseg.pipeline.run import torch_device
+
+    if engine not in ("unet", "maskrcnn"):
+        raise ValueError(f"unknown engine {engine!r} (unet or maskrcnn)")
+    if (table_out is None) != (engine == "unet"):
+        raise ValueError(f"{engine} inference {'needs' if engine == 'maskrcnn' else 'takes no'} table_out")
+    channels = None if channel is None else [int(channel)]
+    kwargs.update(channels=channels, device=torch_device(threads), **(settings or {}))
+    if engine == "unet":
+        return infer_well_maps(image, checkpoint, out, **kwargs)
+    return infer_well_instances(image, checkpoint, out, table_out, **kwargs)
+

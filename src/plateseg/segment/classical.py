@@ -6,30 +6,18 @@ baseline that the learned engines must beat.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
-__all__ = ["segment_classical", "relabel_sequential"]
+from plateseg.labels import relabel_sequential
 
+__all__ = ["segment_classical"]
 
-def relabel_sequential(labels: np.ndarray) -> np.ndarray:
-    """Relabel to 1..N in order of first appearance (row-major), as uint32.
-
-    Examples
-    --------
-    >>> relabel_sequential(np.array([[0, 7], [3, 7]])).tolist()
-    [[0, 1], [2, 1]]
-    """
-    flat = labels.ravel()
-    ids, first = np.unique(flat, return_index=True)
-    keep = ids != 0
-    ids, first = ids[keep], first[keep]
-    order = ids[np.argsort(first)]
-    lut = np.zeros(int(labels.max()) + 1 if labels.size else 1, dtype=np.uint32)
-    lut[order] = np.arange(1, len(order) + 1, dtype=np.uint32)
-    return lut[labels]
+log = logging.getLogger(__name__)
 
 
 def segment_classical(

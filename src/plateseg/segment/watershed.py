@@ -11,51 +11,20 @@ objects under a minimum area are removed and holes are filled.
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 from scipy import ndimage as ndi
 from skimage.feature import peak_local_max
-from skimage.segmentation import relabel_sequential, watershed
+from skimage.segmentation import watershed
 
-__all__ = ["markers_from_maps", "instances_from_maps", "fill_label_holes", "remove_small"]
+from plateseg.labels import dense_labels, fill_label_holes, remove_small
+
+__all__ = ["markers_from_maps", "instances_from_maps"]
+
+log = logging.getLogger(__name__)
 
 MODES = ("boundary", "centre", "points")
-
-
-def fill_label_holes(labels: np.ndarray) -> np.ndarray:
-    """Fill holes of each object (background pixels fully enclosed by that object).
-
-    Examples
-    --------
-    >>> lab = np.zeros((5, 5), int); lab[0:5, 0:5] = 2; lab[2, 2] = 0
-    >>> int(fill_label_holes(lab)[2, 2])
-    2
-    """
-    out = labels.copy()
-    for i, sl in enumerate(ndi.find_objects(labels), start=1):
-        if sl is None:
-            continue
-        sub = out[sl]
-        filled = ndi.binary_fill_holes(labels[sl] == i)
-        sub[filled & (sub == 0)] = i
-    return out
-
-
-def remove_small(labels: np.ndarray, min_area: int) -> np.ndarray:
-    """Set objects with fewer than ``min_area`` pixels to background.
-
-    Examples
-    --------
-    >>> remove_small(np.array([[1, 1, 0, 2]]), 2).tolist()
-    [[1, 1, 0, 0]]
-    """
-    if min_area <= 1:
-        return labels
-    counts = np.bincount(labels.ravel())
-    small = counts < min_area
-    small[0] = False
-    out = labels.copy()
-    out[small[labels]] = 0
-    return out
 
 
 def markers_from_maps(maps, mode: str = "boundary", points=None, fg_threshold: float = 0.5,
@@ -95,9 +64,9 @@ def markers_from_maps(maps, mode: str = "boundary", points=None, fg_threshold: f
     return markers.astype(np.int32, copy=False)
 
 
-def instances_from_maps(maps, mode: str = "boundary", points=None, fg_threshold: float = 0.5,
+def instances_from_maps(maps, mode: str = "centre", points=None, fg_threshold: float = 0.5,
                         boundary_threshold: float = 0.5, peak_min_distance: int = 3,
-                        peak_threshold: float = 0.3, min_area: int = 10, fill_holes: bool = True,
+                        peak_threshold: float = 0.3, min_area: int = 30, fill_holes: bool = True,
                         min_marker_area: int = 3, keep_unseeded: bool = True) -> np.ndarray:
     """Instance labels from foreground / boundary / centre maps by marker-controlled watershed.
 
@@ -162,5 +131,5 @@ def instances_from_maps(maps, mode: str = "boundary", points=None, fg_threshold:
     labels = remove_small(labels, min_area)
     if fill_holes:
         labels = fill_label_holes(labels)
-    labels, _, _ = relabel_sequential(labels)
+    labels = dense_labels(labels)[1]
     return labels.astype(np.uint32)

@@ -1,26 +1,29 @@
-"""The tile grid shared by every engine, smooth blending of tiled predictions, tile ownership.
+"""The tile grid shared by every engine, its tile scheduler and tile ownership.
 
 A field of shape ``(h, w)`` is cut into a regular grid of ``tile_size`` squares (so a tile is one
 zarr chunk). Each tile is read with a ``halo`` of context around its *core*, clipped to the field;
 tiles at the field edge are padded (reflect) to the uniform size ``tile_size + 2 * halo`` so that
-they can be batched. Per-pixel maps predicted on overlapping tiles are blended with a smooth window
-(1 in the core, a raised-cosine taper over the halo) and normalised by the sum of weights.
+they can be batched. :class:`TileSchedule` orders reads and core writes for both tiled drivers,
+blended maps (:mod:`plateseg.tiling.blend`) and tiled instances (:mod:`plateseg.tiling.instances`).
 
 Objects belong to exactly one tile: the one whose core holds their centroid (StarDist's
 "responsible block"); see :func:`owned_by_tile` and :func:`owner_mask`.
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+
+from plateseg.labels import label_centroids
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "Tile",
     "tile_grid",
-    "blend_window",
-    "predict_tiled",
+    "TileSchedule",
     "owned_by_tile",
     "owner_mask",
     "cut_by_halo",
@@ -112,204 +115,74 @@ def tile_grid(shape, tile_size, halo) -> list[Tile]:
     return tiles
 
 
-def _taper(n: int, halo: int, trim: int = 0) -> np.ndarray:
-    w = np.ones(n, np.float64)
-    if halo > 0:
-        d = np.arange(halo, 0, -1)  # distance from the core: halo .. 1
-        length = halo - trim
-        ramp = np.where(d <= length, 0.5 * (1.0 + np.cos(np.pi * d / (length + 1))), 0.0)
-        w[:halo] = ramp
-        w[n - halo:] = ramp[::-1]
-    return w
+class TileSchedule:
+    """The order in which a tiled job reads tiles and writes their cores (one scheduler for all).
 
-
-def blend_window(shape, halo, trim=0) -> np.ndarray:
-    """Blending weights for a uniform tile window of ``shape`` with ``halo`` on every side.
-
-    The weight is 1 in the core and falls off over the halo as a raised cosine,
-    ``0.5 * (1 + cos(pi * d / (L + 1)))`` at distance ``d = 1 .. L`` from the core, with
-    ``L = halo - trim``; the outer ``trim`` pixels of the halo get weight 0 (they are predicted
-    with the least context; a function that looks ``r`` pixels around is exact with
-    ``trim >= r``). Every pixel is in some tile's core, where the weight is 1, so the
-    sum-normalised blend is always defined. 2-D weights are the outer product of the 1-D
-    profiles; ``trim = halo`` gives hard stitching of cores.
+    Tiles are read in row-major order from the first tile whose read window overlaps the core of
+    tile ``start``; the core of tile ``k`` is final (can be written) once every tile whose read
+    window overlaps it has been read, and cores are written in tile order, each exactly once. So
+    the output may be a chunked on-disk array written chunk by chunk, memory holds the pending
+    tiles of about one row, and a killed job resumes with ``start`` = the first unwritten tile.
 
     Parameters
     ----------
     shape : tuple of int
-        ``(H, W)`` of the window, ``tile_size + 2 * halo``.
-    halo : int or (int, int)
-    trim : int or (int, int)
-        ``0 <= trim <= halo``.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 ``(H, W)``.
-
-    Examples
-    --------
-    >>> w = blend_window((8, 8), 2)
-    >>> float(w[2:6, 2:6].min()), bool(w.min() > 0), bool(w[0, 0] < w[1, 1] < 1)
-    (1.0, True, True)
-    """
-    hy, hx = _pair(halo, "halo")
-    ty, tx = _pair(trim, "trim")
-    H, W = (int(s) for s in shape[-2:])
-    if 2 * hy > H or 2 * hx > W:
-        raise ValueError(f"window {shape} too small for halo {halo}")
-    if not (0 <= ty <= hy and 0 <= tx <= hx):
-        raise ValueError(f"need 0 <= trim <= halo, got trim {trim}, halo {halo}")
-    return np.outer(_taper(H, hy, ty), _taper(W, hx, tx)).astype(np.float32)
-
-
-def _reach(tile: int, halo: int) -> int:
-    """How many tiles away a tile's read window can reach."""
-    return -(-halo // tile) if halo > 0 else 0
-
-
-def predict_tiled(predict_fn: Callable[[np.ndarray], np.ndarray],
-                  read_fn: Callable[[tuple[slice, slice]], np.ndarray],
-                  shape, tile_size, halo, batch_size: int = 1, out=None, *,
-                  start: int = 0, on_tile_written: Callable[[Tile], None] | None = None,
-                  pad_mode: str = "reflect", trim=0):
-    """Predict per-pixel maps tile by tile and blend them into a full-field map.
-
-    Tiles are processed in row-major order, ``batch_size`` at a time. The blended values of a
-    tile's core are written to ``out`` exactly once, as soon as every tile overlapping that core
-    has been predicted, and cores are written in tile order; so ``out`` may be a chunked on-disk
-    array (zarr) written chunk by chunk, and a killed run can be resumed with ``start`` = the
-    first unwritten tile (the few tiles before it that overlap it are predicted again, not
-    written). Memory holds the pending cores of about one row of tiles, never the whole field.
-
-    Parameters
-    ----------
-    predict_fn : callable
-        ``predict_fn(batch)`` with ``batch`` float array ``(n, c, H, W)``, ``H, W = tile_size +
-        2 * halo``, returns array-like ``(n, c_out, H, W)``.
-    read_fn : callable
-        ``read_fn((ys, xs))`` returns the field's pixels in the given slices as ``(c, h, w)``.
-    shape : tuple of int
-        Field shape ``(h, w)`` (or ``(c, h, w)``; the last two entries are used).
+        Field shape (the last two entries are ``(h, w)``).
     tile_size, halo : int or (int, int)
         See :func:`tile_grid`.
-    batch_size : int
-        Tiles per ``predict_fn`` call.
-    out : array-like, optional
-        ``(c_out, h, w)`` target supporting ``out[:, ys, xs] = values`` (numpy, zarr, ...).
-        If None, a float32 numpy array is allocated.
     start : int
-        First tile whose core is written (resume).
-    on_tile_written : callable, optional
-        Called with each :class:`Tile` after its core has been written (progress, checkpoints).
-    pad_mode : str
-        ``numpy.pad`` mode for tiles at the field edge ("reflect"; "symmetric"; "constant").
-    trim : int or (int, int)
-        Outer halo pixels given weight 0 in the blend (see :func:`blend_window`).
+        First tile whose core is written.
 
-    Returns
-    -------
-    array-like
-        ``out``.
+    Attributes
+    ----------
+    tiles : list of Tile
+        :func:`tile_grid` of the field.
+    final_after : list of int
+        For each tile, the last tile that must be read before its core is final (by symmetry also
+        the last core its read window reaches).
+    needed : list of int
+        The tiles to read, ascending.
 
     Examples
     --------
-    A purely local function gives the same result tiled or not:
-
-    >>> img = np.random.default_rng(0).random((1, 50, 70)).astype(np.float32)
-    >>> double = lambda b: 2 * b
-    >>> res = predict_tiled(double, lambda s: img[(slice(None),) + s], img.shape, 16, 4, 3)
-    >>> bool(np.allclose(res, 2 * img))
-    True
+    >>> s = TileSchedule((64, 64), 16, 4, start=5)
+    >>> s.neighbours(s.tiles[5]), s.needed[:3], s.final_after[5]
+    ([0, 1, 2, 4, 5, 6, 8, 9, 10], [0, 1, 2], 10)
+    >>> [[t.number for t in s.ready(b[-1])] for b in s.batches(4)][:3]
+    [[], [], [5, 6, 7]]
     """
-    h, w = (int(s) for s in shape[-2:])
-    ts = _pair(tile_size, "tile_size")
-    hl = _pair(halo, "halo")
-    tiles = tile_grid((h, w), ts, hl)
-    ny, nx = -(-h // ts[0]), -(-w // ts[1])
-    ry, rx = _reach(ts[0], hl[0]), _reach(ts[1], hl[1])
-    window = blend_window((ts[0] + 2 * hl[0], ts[1] + 2 * hl[1]), hl, trim).astype(np.float64)
 
-    def neighbours(t: Tile):
-        r, c = t.index
-        for rr in range(max(r - ry, 0), min(r + ry, ny - 1) + 1):
-            for cc in range(max(c - rx, 0), min(c + rx, nx - 1) + 1):
-                yield rr * nx + cc
+    def __init__(self, shape, tile_size, halo, start: int = 0):
+        h, w = (int(v) for v in shape[-2:])
+        self.tile_size = _pair(tile_size, "tile_size")
+        self.halo = _pair(halo, "halo")
+        self.tiles = tile_grid((h, w), self.tile_size, self.halo)
+        self.ny, self.nx = self.tiles[-1].index[0] + 1, self.tiles[-1].index[1] + 1
+        self.reach = tuple(-(-hl // ts) if hl > 0 else 0 for ts, hl in zip(self.tile_size, self.halo))
+        self.start = int(start)
+        self.final_after = [max(self.neighbours(t)) for t in self.tiles]
+        self.needed = sorted({j for t in self.tiles[self.start:] for j in self.neighbours(t)})
+        self.next_write = self.start
 
-    # a core is final once every tile whose read window overlaps it has been predicted
-    final_after = [max(neighbours(t)) for t in tiles]
-    needed = sorted({j for t in tiles[start:] for j in neighbours(t)})
+    def neighbours(self, tile: Tile) -> list[int]:
+        """Numbers of the tiles whose read windows can overlap ``tile``'s core (itself included)."""
+        (r, c), (ry, rx) = tile.index, self.reach
+        return [rr * self.nx + cc
+                for rr in range(max(r - ry, 0), min(r + ry, self.ny - 1) + 1)
+                for cc in range(max(c - rx, 0), min(c + rx, self.nx - 1) + 1)]
 
-    acc: dict[int, np.ndarray] = {}
-    wsum: dict[int, np.ndarray] = {}
-    next_write = start
+    def batches(self, batch_size: int):
+        """The tiles to read, ``batch_size`` numbers at a time."""
+        bs = max(int(batch_size), 1)
+        for b0 in range(0, len(self.needed), bs):
+            yield self.needed[b0:b0 + bs]
 
-    def accumulate(j: int, pred: np.ndarray):
-        tj = tiles[j]
-        oy, ox = tj.core[0].start - hl[0], tj.core[1].start - hl[1]  # window origin (field)
-        for k in neighbours(tj):
-            if k < start:
-                continue
-            tk = tiles[k]
-            ys = slice(max(tk.core[0].start, tj.read[0].start), min(tk.core[0].stop, tj.read[0].stop))
-            xs = slice(max(tk.core[1].start, tj.read[1].start), min(tk.core[1].stop, tj.read[1].stop))
-            if ys.start >= ys.stop or xs.start >= xs.stop:
-                continue
-            wy = slice(ys.start - oy, ys.stop - oy)
-            wx = slice(xs.start - ox, xs.stop - ox)
-            ky = slice(ys.start - tk.core[0].start, ys.stop - tk.core[0].start)
-            kx = slice(xs.start - tk.core[1].start, xs.stop - tk.core[1].start)
-            if k not in acc:
-                ch, cw = tk.core[0].stop - tk.core[0].start, tk.core[1].stop - tk.core[1].start
-                acc[k] = np.zeros((pred.shape[0], ch, cw), np.float64)
-                wsum[k] = np.zeros((ch, cw), np.float64)
-            wgt = window[wy, wx]
-            acc[k][:, ky, kx] += pred[:, wy, wx] * wgt
-            wsum[k][ky, kx] += wgt
-
-    for b0 in range(0, len(needed), max(int(batch_size), 1)):
-        ids = needed[b0:b0 + max(int(batch_size), 1)]
-        batch = []
-        for j in ids:
-            t = tiles[j]
-            arr = np.asarray(read_fn(t.read))
-            if arr.ndim == 2:
-                arr = arr[None]
-            pad = ((0, 0),) + t.pad
-            if any(p for pp in t.pad for p in pp):
-                mode = pad_mode
-                if mode == "reflect" and min(arr.shape[-2:]) < 2:
-                    mode = "symmetric"  # reflect is undefined on a 1-pixel axis
-                arr = np.pad(arr, pad, mode=mode)
-            batch.append(arr)
-        preds = np.asarray(predict_fn(np.stack(batch)))
-        if preds.ndim != 4 or preds.shape[0] != len(ids) or preds.shape[-2:] != batch[0].shape[-2:]:
-            raise ValueError(f"predict_fn returned shape {preds.shape} for batch "
-                             f"{(len(ids),) + batch[0].shape}")
-        if out is None:
-            out = np.zeros((preds.shape[1], h, w), np.float32)
-        for j, pred in zip(ids, preds):
-            accumulate(j, pred.astype(np.float64, copy=False))
-        done = ids[-1]
-        while next_write < len(tiles) and final_after[next_write] <= done:
-            t = tiles[next_write]
-            out[(slice(None),) + t.core] = (acc.pop(next_write) / wsum.pop(next_write)).astype(np.float32)
-            if on_tile_written is not None:
-                on_tile_written(t)
-            next_write += 1
-    return out
-
-
-def _centroids(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Label ids (> 0) and their centroids ``(n, 2)`` (y, x) in array coordinates."""
-    lab = np.asarray(labels).ravel()
-    ids, inv = np.unique(lab, return_inverse=True)
-    yy, xx = np.indices(np.asarray(labels).shape[-2:])
-    n = np.bincount(inv, minlength=len(ids)).astype(np.float64)
-    cy = np.bincount(inv, weights=yy.ravel(), minlength=len(ids)) / n
-    cx = np.bincount(inv, weights=xx.ravel(), minlength=len(ids)) / n
-    keep = ids > 0
-    return ids[keep], np.stack([cy[keep], cx[keep]], axis=1)
+    def ready(self, done: int):
+        """Tiles whose cores became final once tiles up to ``done`` are read, in write order."""
+        while self.next_write < len(self.tiles) and self.final_after[self.next_write] <= done:
+            t = self.tiles[self.next_write]
+            self.next_write += 1
+            yield t
 
 
 def owned_by_tile(centroids, tile: Tile) -> np.ndarray:
@@ -362,7 +235,7 @@ def owner_mask(labels, tile: Tile) -> np.ndarray:
     [1]
     """
     labels = np.asarray(labels)
-    ids, cen = _centroids(labels)
+    ids, cen = label_centroids(labels)
     cen = cen + np.array([tile.read[0].start, tile.read[1].start])
     owned = ids[owned_by_tile(cen, tile)]
     return np.isin(labels, owned)

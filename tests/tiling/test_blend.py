@@ -1,33 +1,9 @@
+"""Blended per-pixel maps from overlapping tiles."""
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from plateseg.tiling.grid import (blend_window, cut_by_halo, owned_by_tile, owner_mask,
-                             predict_tiled, tile_grid)
-
-
-@pytest.mark.parametrize("shape,tile,halo", [((100, 130), 32, 8), ((64, 64), 64, 16),
-                                             ((50, 70), (16, 24), (4, 10)), ((5, 3), 4, 6)])
-def test_grid_partitions_field_and_windows_are_consistent(shape, tile, halo):
-    tiles = tile_grid(shape, tile, halo)
-    ty, tx = (tile, tile) if np.isscalar(tile) else tile
-    hy, hx = (halo, halo) if np.isscalar(halo) else halo
-    cover = np.zeros(shape, int)
-    for n, t in enumerate(tiles):
-        assert t.number == n
-        ys, xs = t.core
-        cover[ys, xs] += 1
-        assert ys.start % ty == 0 and xs.start % tx == 0  # aligned to the chunk grid
-        assert t.index == (ys.start // ty, xs.start // tx)
-        assert t.read[0].start == max(ys.start - hy, 0) and t.read[0].stop == min(ys.stop + hy, shape[0])
-        assert t.read[1].start == max(xs.start - hx, 0) and t.read[1].stop == min(xs.stop + hx, shape[1])
-        rel = t.core_in_read
-        assert rel[0].start == ys.start - t.read[0].start and rel[0].stop - rel[0].start == ys.stop - ys.start
-        (pt, pb), (pl, pr) = t.pad
-        assert pt + (t.read[0].stop - t.read[0].start) + pb == ty + 2 * hy
-        assert pl + (t.read[1].stop - t.read[1].start) + pr == tx + 2 * hx
-    assert (cover == 1).all()
-    assert [t.index for t in tiles] == sorted(t.index for t in tiles)  # row-major
+from plateseg.tiling.blend import blend_window, predict_tiled
 
 
 def test_blend_window():
@@ -98,31 +74,3 @@ def test_predict_fn_shape_is_checked():
     img = np.zeros((1, 20, 20), np.float32)
     with pytest.raises(ValueError):
         predict_tiled(lambda b: b[:, :, :-1], _reader(img), img.shape, 8, 2)
-
-
-def test_ownership_by_centroid():
-    tiles = tile_grid((64, 64), 32, 8)
-    cen = np.array([[31.4, 31.4], [31.5, 31.5], [0.0, 63.0], [40.0, 5.0]])
-    owners = np.array([owned_by_tile(cen, t) for t in tiles])  # (tiles, objects)
-    assert (owners.sum(0) == 1).all()  # every object has exactly one owner
-    assert owners[:, 0].tolist() == [True, False, False, False]
-    assert owners[:, 1].tolist() == [False, False, False, True]
-    assert owners[:, 2].tolist() == [False, True, False, False]
-    assert owners[:, 3].tolist() == [False, False, True, False]
-
-
-def test_owner_mask_and_cut_objects():
-    shape = (64, 64)
-    t = tile_grid(shape, 32, 8)[0]  # core 0..32, read 0..40
-    lab = np.zeros((40, 40), int)
-    lab[10:14, 10:14] = 1          # owned, inside
-    lab[28:36, 10:14] = 2          # centroid y 31.5 falls in row 32: the neighbour's
-    lab[30:33, 20:23] = 3          # centroid 31 -> owned
-    lab[36:40, 30:40] = 4          # neighbour's, touches the halo edge
-    lab[20:26, 0:3] = 5            # at the field edge: owned, field edge is not a cut
-    lab[25:32, 34:40] = 6          # centroid x 36.5 -> not owned
-    lab[0:4, 28:40] = 7            # centroid x 33.5 -> not owned, touches edge
-    lab[5:9, 23:40] = 8            # centroid x 31 -> owned, touches the halo edge: cut
-    mask = owner_mask(lab, t)
-    assert sorted(np.unique(lab[mask]).tolist()) == [1, 3, 5, 8]
-    assert cut_by_halo(lab, t, shape).tolist() == [8]

@@ -1,0 +1,136 @@
+"""Picking the ensemble's objects: greedy non-maximum suppression of candidates by predicted IoU.
+
+:func:`pick` keeps the candidates of a field greedily by predicted IoU: a candidate whose IoU with an
+already kept one exceeds ``nms_iou`` is dropped, and so is one predicted under ``min_iou``.
+:func:`ensemble_field` is the whole ensemble of one field (features, picker, pick);
+:func:`oracle_pick` the upper bound (true IoU as the score).
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from plateseg.ensemble.features import candidate_features, candidate_targets, pair_overlaps
+
+if TYPE_CHECKING:
+    from plateseg.ensemble.picker import Picker
+
+__all__ = ["pick", "oracle_pick", "ensemble_field"]
+
+
+def pick(labels: dict, table: pd.DataFrame, score: str = "predicted_iou", min_iou: float = 0.3,
+         nms_iou: float = 0.3):
+    """Greedy non-maximum suppression of the candidates of one field by predicted IoU.
+
+    Candidates (rows of ``table``: ``engine``, ``label`` and ``score``) are visited by decreasing
+    ``score``; one under ``min_iou`` is dropped, and so is one whose IoU with an already kept
+    candidate exceeds ``nms_iou``. Kept masks are painted so that a pixel claimed by two kept
+    candidates goes to the one with the higher score.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+        uint32, objects numbered 1..N by decreasing score.
+    picks : pandas.DataFrame
+        ``label`` (in the returned image), ``engine``, ``source_label``, ``predicted_iou`` (the
+        ``score``), ``area`` (pixels kept).
+
+    Examples
+    --------
+    >>> a = np.zeros((6, 6), int); a[0:4, 0:4] = 1
+    >>> b = np.zeros((6, 6), int); b[0:4, 1:4] = 2
+    >>> t = pd.DataFrame({"engine": ["u", "m"], "label": [1, 2], "predicted_iou": [0.5, 0.8]})
+    >>> out, picks = pick({"u": a, "m": b}, t)
+    >>> picks[["label", "engine", "source_label", "area"]].values.tolist()
+    [[1, 'm', 2, 12]]
+    """
+    engines = list(labels)
+    shape = np.asarray(labels[engines[0]]).shape
+    order = table.sort_values([score, "engine", "label"], ascending=[False, True, True], kind="stable")
+    order = order[order[score] >= min_iou]
+    # IoUs between candidates of different engines (those of one engine never overlap)
+    conflicts: dict[tuple, list] = {}
+    for i, a in enumerate(engines):
+        for b in engines[i + 1:]:
+            ov = pair_overlaps(labels[a], labels[b])
+            ov = ov[ov["iou"] > nms_iou]
+            for la, lb in zip(ov["label_a"].tolist(), ov["label_b"].tolist()):
+                conflicts.setdefault((a, la), []).append((b, lb))
+                conflicts.setdefault((b, lb), []).append((a, la))
+    kept, kept_set = [], set()
+    for engine, label, s in zip(order["engine"], order["label"].astype(np.int64), order[score]):
+        key = (engine, int(label))
+        if any(c in kept_set for c in conflicts.get(key, ())):
+            continue
+        kept.append((engine, int(label), float(s)))
+        kept_set.add(key)
+    out = np.zeros(shape, np.uint32)
+    # paint from the lowest to the highest score: higher scores win contested pixels
+    for new, (engine, label, _) in reversed(list(enumerate(kept, start=1))):
+        out[np.asarray(labels[engine]) == label] = new
+    areas = np.bincount(out.ravel(), minlength=len(kept) + 1)
+    picks = pd.DataFrame({"label": np.arange(1, len(kept) + 1, dtype=np.int64),
+                          "engine": [k[0] for k in kept], "source_label": [k[1] for k in kept],
+                          "predicted_iou": [k[2] for k in kept], "area": areas[1:len(kept) + 1]})
+    if (picks["area"] == 0).any():  # lost every pixel to higher-scoring picks
+        from skimage.segmentation import relabel_sequential
+
+        picks = picks[picks["area"] > 0].reset_index(drop=True)
+        out = relabel_sequential(out)[0].astype(np.uint32)
+        picks["label"] = np.arange(1, len(picks) + 1)
+    return out, picks
+
+
+def oracle_pick(labels: dict, truth: np.ndarray, min_iou: float = 0.3, nms_iou: float = 0.3):
+    """The upper bound of picking: :func:`pick` with every candidate's true IoU as its score.
+
+    Examples
+    --------
+    >>> gt = np.zeros((6, 6), int); gt[0:4, 1:4] = 5
+    >>> a = np.zeros((6, 6), int); a[0:4, 0:4] = 1
+    >>> b = np.zeros((6, 6), int); b[0:4, 1:4] = 2
+    >>> oracle_pick({"u": a, "m": b}, gt)[1][["engine", "predicted_iou"]].values.tolist()
+    [['m', 1.0]]
+    """
+    rows = []
+    for engine, lab in labels.items():
+        t = candidate_targets(lab, truth)
+        rows.append(pd.DataFrame({"engine": engine, "label": t.index.to_numpy(), "true_iou": t.to_numpy()}))
+    table = pd.concat(rows, ignore_index=True)
+    return pick(labels, table, score="true_iou", min_iou=min_iou, nms_iou=nms_iou)
+
+
+def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None = None, min_iou: float = 0.3,
+                   nms_iou: float = 0.3):
+    """Ensemble labels of one field: features of every candidate, predicted IoU, :func:`pick`.
+
+    Parameters
+    ----------
+    labels, maps, scores
+        As :func:`plateseg.ensemble.features.candidate_features`.
+    picker : plateseg.ensemble.picker.Picker
+    min_iou, nms_iou : float
+        As :func:`pick`.
+
+    Returns
+    -------
+    labels : numpy.ndarray
+    picks : pandas.DataFrame
+        As :func:`pick`.
+
+    Examples
+    --------
+    >>> out, picks = ensemble_field({"unet": np.zeros((4, 4), int)}, picker=None)
+    >>> int(out.max()), len(picks)
+    (0, 0)
+    """
+    table = candidate_features(labels, maps, scores)
+    if not len(table):
+        shape = np.asarray(next(iter(labels.values()))).shape
+        return np.zeros(shape, np.uint32), pick(labels, pd.DataFrame(
+            {"engine": [], "label": [], "predicted_iou": []}), min_iou=min_iou, nms_iou=nms_iou)[1]
+    table["predicted_iou"] = picker.predict(table)
+    return pick(labels, table, min_iou=min_iou, nms_iou=nms_iou)
+

@@ -1,0 +1,45 @@
+"""What rule segment_classical does for one well: the classical baseline's label store.
+
+(Apart from :mod:`plateseg.pipeline.watershed`, so that each rule's rerun trigger hashes only the
+code it runs.)
+"""
+from __future__ import annotations
+
+__all__ = ["classical_well"]
+
+
+def classical_well(image, out, channel: int, settings: dict, tile_size: int = 256, pixel_size: float = 1.0):
+    """Rule segment_classical: classical baseline labels for every field of a well.
+
+    Parameters
+    ----------
+    image : path-like
+        The well image store.
+    out : path-like
+        The label store.
+    channel : int
+        The nuclear channel.
+    settings : dict
+        Keyword arguments of :func:`plateseg.segment.classical.segment_classical`.
+    tile_size : int
+    pixel_size : float
+        Chunk edge and micrometres per pixel of the label store.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> import numpy as np
+    >>> from plateseg.io.ngff import read_labels, write_well_image
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> img = np.zeros((1, 32, 32), np.uint16); img[0, 8:16, 8:16] = 1000
+    >>> _ = write_well_image(d / "image.zarr", {1: img}, ["DNA"], 16, 1.0)
+    >>> _ = classical_well(d / "image.zarr", d / "labels.zarr", 0, {}, tile_size=16)
+    >>> int(read_labels(d / "labels.zarr", 1).max())
+    1
+    """
+    from plateseg.io.ngff import segment_well
+    from plateseg.segment.classical import segment_classical
+
+    return segment_well(image, out, lambda img, field: segment_classical(img[channel], **settings),
+                        tile_size=tile_size, pixel_size=pixel_size,
+                        attrs={"method": "classical", "settings": dict(settings)})

@@ -1,0 +1,50 @@
+"""What rule watershed does for one well: instance labels from the U-Net maps (markers from the settings;
+with markers ``points`` the centroids of the well's Mask R-CNN instances, seed 003)."""
+from __future__ import annotations
+
+import numpy as np
+
+from plateseg.io.files import read_table
+
+__all__ = ["watershed_well"]
+
+
+def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256, pixel_size: float = 1.0):
+    """Rule watershed: instance labels from a well's U-Net maps.
+
+    Parameters
+    ----------
+    maps : path-like
+        The well's U-Net maps store.
+    out : path-like
+        The label store.
+    settings : dict
+        Keyword arguments of :func:`plateseg.segment.watershed.instances_from_maps` (``mode`` the
+        markers).
+    points : path-like, optional
+        With mode ``points``: the well's Mask R-CNN instance table, whose centroids are the
+        markers (seed 003).
+    tile_size : int
+    pixel_size : float
+        Chunk edge and micrometres per pixel of the label store.
+
+    Examples
+    --------
+    >>> watershed_well("results/P/A01/unet.zarr", "results/P/A01/unet_labels.zarr",
+    ...                {"mode": "centre"})  # doctest: +SKIP
+    """
+    from plateseg.io.ngff import segment_well
+    from plateseg.segment.watershed import instances_from_maps
+
+    settings = dict(settings)
+    by_field = None
+    if settings["mode"] == "points":
+        table = read_table(points)
+        by_field = {f: t[["centroid_y", "centroid_x"]].to_numpy() for f, t in table.groupby("field")}
+
+    def segment(field_maps, field):
+        pts = None if by_field is None else by_field.get(field, np.zeros((0, 2)))
+        return instances_from_maps(field_maps[...].astype(np.float32), points=pts, **settings)
+
+    return segment_well(maps, out, segment, tile_size=tile_size, pixel_size=pixel_size,
+                        attrs={"method": "unet", "watershed": settings}, describe=f"markers {settings['mode']}")
