@@ -86,7 +86,9 @@ def unet_trained(unet_data):
     from plateseg.engines.unet import train_unet
 
     ims, labs = unet_data
-    return train_unet(ims[:4], labs[:4], UNET_TINY, val=(ims[4:], labs[4:]))
+    from plateseg.pipeline.validation import validate_unet
+
+    return train_unet(ims[:4], labs[:4], UNET_TINY, val=(ims[4:], labs[4:]), validate=validate_unet)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +96,9 @@ def maskrcnn_trained(maskrcnn_data):
     from plateseg.engines.maskrcnn import train_maskrcnn
 
     ims, labs = maskrcnn_data
-    return train_maskrcnn(ims[:4], labs[:4], MASKRCNN_TINY, val=(ims[4:], labs[4:]))
+    from plateseg.pipeline.validation import validate_maskrcnn
+
+    return train_maskrcnn(ims[:4], labs[:4], MASKRCNN_TINY, val=(ims[4:], labs[4:]), validate=validate_maskrcnn)
 
 
 @pytest.fixture(params=["unet", "maskrcnn"])

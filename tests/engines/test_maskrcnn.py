@@ -112,17 +112,16 @@ def test_training_continues_from_initial_weights_and_stops_when_asked(maskrcnn_t
 
 def test_validation_scores_with_the_gt_tie_rule(maskrcnn_trained, maskrcnn_data, maskrcnn_tiny, monkeypatch):
     """Fold validation matches with ``tie="gt"`` (a match needs IoU > 0.5), as every other score."""
-    import plateseg.evaluation.metrics as metrics
-    from plateseg.engines import maskrcnn
+    import plateseg.pipeline.validation as validation
 
     model, _ = maskrcnn_trained
     ims, labs = maskrcnn_data
     ties = []
     for name in ("matching", "dsb_map"):
-        real = getattr(metrics, name)
-        monkeypatch.setattr(metrics, name, lambda *a, _real=real, **kw: ties.append(kw.get("tie")) or _real(*a, **kw))
+        real = getattr(validation, name)
+        monkeypatch.setattr(validation, name, lambda *a, _real=real, **kw: ties.append(kw.get("tie")) or _real(*a, **kw))
     p = MaskRCNNParams.coerce(dict(maskrcnn_tiny, val_score_threshold=0.05))
-    res = maskrcnn._validate(model, checkpoint_meta(p), (ims[4:], labs[4:]), p, "cpu")
+    res = validation.validate_maskrcnn(model, checkpoint_meta(p), (ims[4:], labs[4:]), p, "cpu")
     assert ties == ["gt", "gt"] and 0 <= res["val_f1_50"] <= 1
 
 

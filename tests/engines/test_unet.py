@@ -7,7 +7,7 @@ import torch
 from plateseg.engines.normalize import percentile_normalize
 from plateseg.engines.targets import boundary_target, centre_heatmap
 from plateseg.engines.unet import (HEADS, TrainingSet, UNetParams, build_unet, checkpoint_meta,
-                                   evaluate_maps, focal_loss, load_checkpoint, predict_maps,
+                                   focal_loss, load_checkpoint, predict_maps,
                                    save_checkpoint, train_unet, unet_loss)
 from plateseg.segment.watershed import instances_from_maps
 
@@ -183,7 +183,8 @@ def test_predict_maps_channels_and_array_like_output(unet_trained, unet_tiny, bl
 
 def test_validation_uses_the_configured_watershed(unet_trained, unet_data, unet_tiny, monkeypatch):
     """Fold validation segments with ``val_watershed`` (the config's watershed), not fixed markers."""
-    import plateseg.engines.unet as unet
+    import plateseg.pipeline.validation as validation
+    from plateseg.pipeline.validation import evaluate_maps
 
     model, _ = unet_trained
     ims, labs = unet_data
@@ -192,10 +193,10 @@ def test_validation_uses_the_configured_watershed(unet_trained, unet_data, unet_
     b = evaluate_maps(maps, labs[4], {"mode": "centre", "peak_threshold": 1.01, "keep_unseeded": False})
     assert a["dice"] == b["dice"] and a["n_pred"] > 0 == b["n_pred"]
     seen = []
-    real = unet.evaluate_maps
-    monkeypatch.setattr(unet, "evaluate_maps", lambda m, lab, ws=None: seen.append(ws) or real(m, lab, ws))
+    real = validation.evaluate_maps
+    monkeypatch.setattr(validation, "evaluate_maps", lambda m, lab, ws=None: seen.append(ws) or real(m, lab, ws))
     ws = {"mode": "centre", "min_area": 30}
-    unet._validate(model, checkpoint_meta(unet_tiny), (ims[4:], labs[4:]),
-                   UNetParams.coerce(dict(unet_tiny, val_watershed=ws)), "cpu")
+    validation.validate_unet(model, checkpoint_meta(unet_tiny), (ims[4:], labs[4:]),
+                               UNetParams.coerce(dict(unet_tiny, val_watershed=ws)), "cpu")
     assert seen == [ws, ws]
     assert "val_mode" not in UNetParams.__dataclass_fields__

@@ -30,7 +30,7 @@ pytestmark = pytest.mark.workflow
 
 WELL_RULES = {"ingest", "segment_classical", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
-TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "cross_validate_unet", "oof_candidates",
+TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "train_unet_fold", "train_maskrcnn_fold", "cross_validate_unet", "oof_candidates",
                   "train_picker", "cross_validate_ensemble"}
 # what the ensemble's picker depends on: the U-Net candidates of the annotated images (watershed settings)
 PICKER_RULES = {"oof_candidates", "train_picker", "cross_validate_ensemble"}
@@ -152,8 +152,8 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     before = {model: mtime(model), maps: mtime(maps), mrcnn: mtime(mrcnn)}
     edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "train_unet"} | PLATE_RULES | PICKER_RULES, jobs
-    assert {fold for rule, fold in jobs if rule == "train_unet"} == {"0", "1"}
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "train_unet_fold"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {fold for rule, fold in jobs if rule == "train_unet_fold"} == {"0", "1"}
     assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
     assert jobs[("evaluate", "unet")] == 1 and jobs[("evaluate", "ensemble")] == 1
     assert ("evaluate", "classical") not in jobs and ("evaluate", "maskrcnn") not in jobs

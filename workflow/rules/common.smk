@@ -146,14 +146,6 @@ def training_annotation_files(wildcards):
     return [str(p) for p in files]
 
 
-def train_inputs(wildcards):
-    """Training data, plus the fold table for a fold model (the model on all data does not need it)."""
-    inputs = {"annotations": training_annotation_files(wildcards)}
-    if wildcards.fold != "all":
-        inputs["folds"] = "results/training/folds.csv"
-    return inputs
-
-
 def train_params(engine):
     """Input function: the settings of a run of ``engine`` on fold ``wildcards.fold``
     (plateseg.config.params.engine_settings)."""

@@ -48,18 +48,18 @@ rule folds:
 
 
 rule train_unet:
-    """Train a U-Net from scratch: fold 'all' on every image, fold k on the other folds (validated on fold k)."""
+    """Train a U-Net from scratch on every annotated image: the model inference uses."""
     input:
-        unpack(train_inputs),
+        annotations=training_annotation_files,
     output:
-        "results/models/unet/{fold}.pt",
+        "results/models/unet/all.pt",
     params:
         engine="unet",
         annotations=training_annotations(),
-        settings=train_params("unet"),
+        settings=engine_settings(config, "unet", "all"),
         code=script_code("train_model"),
     log:
-        "logs/training/train_unet_{fold}.log",
+        "logs/training/train_unet_all.log",
     threads: 2
     resources:
         mem_mb=mem_mb(4000),
@@ -71,17 +71,73 @@ rule train_unet:
         "../scripts/train_model.py"
 
 
-rule train_maskrcnn:
-    """Train a Mask R-CNN from scratch: fold 'all' on every image, fold k on the other folds (validated on fold k)."""
+rule train_unet_fold:
+    """Train a U-Net from scratch without fold k, validated on fold k every unet.val_every epochs (the
+    out-of-fold models of the picker and of cross-validation)."""
     input:
-        unpack(train_inputs),
+        annotations=training_annotation_files,
+        folds="results/training/folds.csv",
+    output:
+        "results/models/unet/{fold}.pt",
+    wildcard_constraints:
+        fold="[0-9]+",
+    params:
+        engine="unet",
+        annotations=training_annotations(),
+        settings=train_params("unet"),
+        code=script_code("train_fold"),
+    log:
+        "logs/training/train_unet_{fold}.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=240,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_fold.py"
+
+
+rule train_maskrcnn:
+    """Train a Mask R-CNN from scratch on every annotated image: the model inference uses."""
+    input:
+        annotations=training_annotation_files,
+    output:
+        "results/models/maskrcnn/all.pt",
+    params:
+        engine="maskrcnn",
+        annotations=training_annotations(),
+        settings=engine_settings(config, "maskrcnn", "all"),
+        code=script_code("train_model"),
+    log:
+        "logs/training/train_maskrcnn_all.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(6000),
+        runtime=480,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/train_model.py"
+
+
+rule train_maskrcnn_fold:
+    """Train a Mask R-CNN from scratch without fold k, validated on fold k every maskrcnn.val_every epochs (the
+    out-of-fold models of the picker and of cross-validation)."""
+    input:
+        annotations=training_annotation_files,
+        folds="results/training/folds.csv",
     output:
         "results/models/maskrcnn/{fold}.pt",
+    wildcard_constraints:
+        fold="[0-9]+",
     params:
         engine="maskrcnn",
         annotations=training_annotations(),
         settings=train_params("maskrcnn"),
-        code=script_code("train_model"),
+        code=script_code("train_fold"),
     log:
         "logs/training/train_maskrcnn_{fold}.log",
     threads: 2
@@ -92,7 +148,7 @@ rule train_maskrcnn:
     conda:
         CONDA_ENV
     script:
-        "../scripts/train_model.py"
+        "../scripts/train_fold.py"
 
 
 rule cross_validate_unet:

@@ -1,6 +1,6 @@
 """Snakemake script (rule cross_validate_unet): each fold model scored on the images it did not see."""
 from plateseg.io.files import setup_logging
-from plateseg.pipeline.train import cross_validate_unet
+from plateseg.pipeline.validation import cross_validate_unet
 
 setup_logging(snakemake.log[0])
 p = snakemake.params

@@ -42,6 +42,7 @@ __all__ = [
     "checkpoint_io",
     "params_from_meta",
     "field_reader",
+    "bind_validation",
 ]
 
 log = logging.getLogger(__name__)
@@ -272,6 +273,25 @@ def deterministic(seed: int, device: torch.device):
         yield
     finally:
         torch.use_deterministic_algorithms(was_deterministic, warn_only=was_warn_only)
+
+
+def bind_validation(validate, val, meta: dict, p):
+    """The per-epoch validation hook of :func:`fit` from an engine's ``validate(model, meta, val, params,
+    device)``: None without held-out data; an error when there is held-out data but nothing to score it.
+
+    Examples
+    --------
+    >>> bind_validation(None, None, {}, None) is None
+    True
+    >>> hook = bind_validation(lambda m, meta, v, p, d: {"val_n": len(v)}, [1, 2], {}, None)
+    >>> hook("model", [1, 2], "cpu")
+    {'val_n': 2}
+    """
+    if val is None:
+        return None
+    if validate is None:
+        raise ValueError("held-out images (val) need a validate function, e.g. plateseg.pipeline.validation")
+    return lambda model, v, device: validate(model, meta, v, p, device)
 
 
 def fit(p: EngineParams, build_model: Callable[[], torch.nn.Module],

@@ -46,7 +46,7 @@ import numpy as np
 import torch
 
 from plateseg.engines.base import (CropDataset, EngineParams, base_meta, checkpoint_io,
-                                   field_reader, fit)
+                                   bind_validation, field_reader, fit)
 from plateseg.engines.runtime import amp_dtype as _amp_dtype, resolve_device as _device, seed_everything
 from plateseg.labels import relabel_instances
 from plateseg.tiling.instances import tiled_instances
@@ -366,25 +366,7 @@ def _collate(batch):
 
 # --------------------------------------------------------------------------- training
 
-def _validate(model, meta, val, p: MaskRCNNParams, device) -> dict:
-    from plateseg.evaluation.metrics import dsb_map, matching
-
-    images, masks = val
-    tp = fp = fn = 0
-    aps, n_pred = [], 0
-    for img, lab in zip(images, masks):
-        pred, _ = predict_instances(model, meta, img, p.val_tile_size, p.val_halo,
-                                    p.batch_size, device, score_threshold=p.val_score_threshold)
-        gt = np.asarray(lab)
-        m = matching(gt, pred, 0.5, tie="gt")
-        tp, fp, fn = tp + m["tp"], fp + m["fp"], fn + m["fn"]
-        n_pred += int(m["n_pred"])
-        aps.append(dsb_map(gt, pred, tie="gt"))
-    return {"val_f1_50": 1.0 if tp + fp + fn == 0 else 2.0 * tp / (2 * tp + fp + fn),
-            "val_ap": float(np.mean(aps)), "val_n_pred": n_pred}
-
-
-def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None, val=None,
+def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None, val=None, validate=None,
                    on_epoch_end: Callable[[dict], bool | None] | None = None,
                    initial_weights: dict | None = None):
     """Train a Mask R-CNN from scratch on annotated images.
@@ -395,7 +377,10 @@ def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None
         ``(c, h, w)`` training images (any size and numeric dtype) and their ``(h, w)`` labels.
     params : MaskRCNNParams or dict, optional
     val : tuple of (images, masks), optional
-        Held-out images for per-epoch validation (tiled :func:`predict_instances`).
+        Held-out images for per-epoch validation, scored by ``validate``.
+    validate : callable, optional
+        ``validate(model, meta, val, params, device) -> dict`` (needed with ``val``), e.g.
+        :func:`plateseg.pipeline.validation.validate_maskrcnn` (tiled :func:`predict_instances`).
     log, on_epoch_end, initial_weights
         The epoch log (default the ``plateseg.engines.maskrcnn`` logger), a stop hook (for
         wall-time guards) and a state dict to start from: see :func:`plateseg.engines.base.fit`.
@@ -432,7 +417,7 @@ def train_maskrcnn(images, masks, params=None, log: logging.Logger | None = None
 
     return fit(p, lambda: _model_from_arch(_arch(p)), lambda: TrainingSet(images, masks, p),
                batch_loss, title=f"Mask R-CNN {p.backbone}-FPN", log=log or logging.getLogger(__name__),
-               collate=_collate, validate=lambda model, v, device: _validate(model, meta, v, p, device),
+               collate=_collate, validate=bind_validation(validate, val, meta, p),
                val=val, val_format="val F1@0.5 {val_f1_50:.3f} AP {val_ap:.3f} ({val_n_pred} objects)",
                part_names={"loss_classifier": "cls", "loss_box_reg": "box", "loss_mask": "mask",
                            "loss_objectness": "rpn", "loss_rpn_box_reg": "rpn-box"},

@@ -32,15 +32,14 @@ import torch
 import torch.nn.functional as F
 
 from plateseg.engines.base import (CropDataset, EngineParams, base_meta, checkpoint_io,
-                                   field_reader, fit)
+                                   bind_validation, field_reader, fit)
 from plateseg.engines.runtime import amp_dtype as _amp_dtype, resolve_device as _device, seed_everything
 from plateseg.engines.targets import boundary_target, object_centres, render_heatmap, unet_weight_map
-from plateseg.segment.watershed import instances_from_maps
 from plateseg.tiling.blend import predict_tiled
 from plateseg.tiling.grid import Tile
 
 __all__ = ["HEADS", "UNetParams", "build_unet", "unet_loss", "dice_loss", "focal_loss", "TrainingSet",
-           "seed_everything", "train_unet", "evaluate_maps", "checkpoint_meta", "save_checkpoint",
+           "seed_everything", "train_unet", "checkpoint_meta", "save_checkpoint",
            "load_checkpoint", "predict_maps"]
 
 log = logging.getLogger(__name__)
@@ -307,56 +306,7 @@ class TrainingSet(CropDataset):
 
 # --------------------------------------------------------------------------- training
 
-def evaluate_maps(maps: np.ndarray, labels: np.ndarray, watershed: dict | None = None) -> dict:
-    """Monitoring metrics of one image's maps against its labels (not the benchmark metrics).
-
-    Returns foreground Dice (threshold 0.5) and, for instances from
-    :func:`~plateseg.segment.watershed.instances_from_maps` with the keyword arguments
-    ``watershed`` (None: that function's defaults), F1 at IoU 0.5 and the DSB-style mean over
-    IoU thresholds 0.5:0.05:0.95 of TP / (TP + FP + FN), both by :mod:`plateseg.evaluation.metrics` with the
-    Kaggle rule (a match needs IoU > t). Also the raw counts so that callers can pool over images.
-
-    Examples
-    --------
-    >>> lab = np.zeros((20, 20), int); lab[2:8, 2:8] = 1; lab[10:18, 10:18] = 2
-    >>> maps = np.stack([(lab > 0) * 1.0, np.zeros((20, 20)), np.zeros((20, 20))])
-    >>> r = evaluate_maps(maps, lab)
-    >>> r["dice"], r["f1_50"], r["ap"]
-    (1.0, 1.0, 1.0)
-    """
-    from plateseg.evaluation.metrics import dsb_map, matching
-
-    fg_p = np.asarray(maps[0]) >= 0.5
-    fg_t = np.asarray(labels) > 0
-    denom = fg_p.sum() + fg_t.sum()
-    inter = float((fg_p & fg_t).sum())
-    dice = 1.0 if denom == 0 else 2.0 * inter / float(denom)
-    pred = instances_from_maps(maps, **(watershed or {}))
-    m = matching(labels, pred, thresh=0.5, tie="gt")
-    ng, npred, tp50 = m["n_true"], m["n_pred"], m["tp"]
-    f1 = 1.0 if ng + npred == 0 else 2.0 * tp50 / (ng + npred)
-    return {"dice": dice, "f1_50": f1, "ap": dsb_map(labels, pred, tie="gt"), "inter": inter,
-            "fg_sum": float(denom), "tp50": tp50, "n_gt": ng, "n_pred": npred}
-
-
-def _validate(model, meta, val, p: UNetParams, device) -> dict:
-    images, masks = val
-    stats = []
-    for img, lab in zip(images, masks):
-        maps = predict_maps(model, meta, img, p.val_tile_size, p.val_halo, p.batch_size, device)
-        stats.append(evaluate_maps(maps, lab, p.val_watershed))
-    inter = sum(s["inter"] for s in stats)
-    fg_sum = sum(s["fg_sum"] for s in stats)
-    tp = sum(s["tp50"] for s in stats)
-    n = sum(s["n_gt"] + s["n_pred"] for s in stats)
-    return {
-        "val_dice": 1.0 if fg_sum == 0 else 2.0 * inter / fg_sum,
-        "val_f1_50": 1.0 if n == 0 else 2.0 * tp / n,
-        "val_ap": float(np.mean([s["ap"] for s in stats])),
-    }
-
-
-def train_unet(images, masks, params=None, log: logging.Logger | None = None, val=None,
+def train_unet(images, masks, params=None, log: logging.Logger | None = None, val=None, validate=None,
                on_epoch_end: Callable[[dict], bool | None] | None = None, initial_weights: dict | None = None):
     """Train a U-Net from scratch on annotated images.
 
@@ -371,7 +321,11 @@ def train_unet(images, masks, params=None, log: logging.Logger | None = None, va
     log : logging.Logger, optional
         One INFO line per epoch; default the ``plateseg.engines.unet`` logger.
     val : tuple of (images, masks), optional
-        Held-out images for per-epoch validation metrics.
+        Held-out images for per-epoch validation metrics, scored by ``validate``.
+    validate : callable, optional
+        ``validate(model, meta, val, params, device) -> dict`` of metrics (needed with ``val``):
+        :func:`plateseg.pipeline.validation.validate_unet` segments with ``val_watershed``. The
+        engine itself knows no watershed or metrics.
     on_epoch_end, initial_weights
         A stop hook (for wall-time guards) and a state dict of the same architecture to start
         from (continue training, fine-tune a checkpoint); see :func:`plateseg.engines.base.fit`.
@@ -413,7 +367,7 @@ def train_unet(images, masks, params=None, log: logging.Logger | None = None, va
 
     return fit(p, lambda: _model_from_arch(_arch(p)), lambda: TrainingSet(images, masks, p),
                batch_loss, title=f"U-Net {p.encoder_name}", log=log or logging.getLogger(__name__),
-               validate=lambda model, v, device: _validate(model, meta, v, p, device), val=val,
+               validate=bind_validation(validate, val, meta, p), val=val,
                val_format="val dice {val_dice:.3f} F1@0.5 {val_f1_50:.3f} AP {val_ap:.3f}",
                part_names={"loss_foreground": "fg", "loss_boundary": "boundary",
                            "loss_centre": "centre"},
