@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,30 @@ def plate_workdir(tmp_path, trained_plate) -> Path:
     shutil.copytree(trained_plate / "run", tmp_path / "run")
     shutil.copytree(trained_plate / "work", tmp_path / "work", symlinks=True)
     return tmp_path / "work"
+
+
+def dry_run_jobs(out: str) -> Counter:
+    """(rule, well or label set or fold or '') of every job in the output of a snakemake dry run."""
+    jobs = Counter()
+    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
+        m = re.match(r"(?:local)?rule (\w+):", block.strip())
+        if not m or m.group(1) == "all":
+            continue
+        w = re.search(r"(?:well|labelset|fold)=(\w+)", block)
+        jobs[(m.group(1), w.group(1) if w else "")] += 1
+    return jobs
+
+
+def checked_config(tmp_path, **sections):
+    """A minimal config for check_config in ``tmp_path``, with ``section__key=value`` changes."""
+    cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
+           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None},
+           "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None, "maskrcnn": None, "picker": None},
+           "training": {"annotations": None},
+           "unet": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16], "crop_size": 128, "p_low": 1.0, "p_high": 99.8},
+           "maskrcnn": {"p_low": 1.0, "p_high": 99.8, "rpn_post_nms_top_n_test": 1000, "box_detections_per_img": 1000},
+           "watershed": {"markers": "centre"}}
+    for key, value in sections.items():
+        section, name = key.split("__")
+        cfg[section][name] = value
+    return cfg

@@ -13,18 +13,10 @@ import pytest
 
 from plateseg.config.checks import ConfigError, check_config
 from plateseg.config.demo import demo_files, demo_manifest, ensure_demo
+from conftest import checked_config as _config
 from plateseg.config.provenance import code_hash, imported_modules, module_closure, script_code_hash
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _config(tmp_path, **kw):
-    cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
-           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None}}
-    for k, v in kw.items():
-        a, b = k.split("__")
-        cfg[a][b] = v
-    return cfg
 
 
 @pytest.mark.parametrize("change, key", [

@@ -3,19 +3,7 @@ import pytest
 
 from plateseg.config.checks import ConfigError, check_config
 
-
-def _config(tmp_path, **sections):
-    cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
-           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None},
-           "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None, "maskrcnn": None, "picker": None},
-           "training": {"annotations": None},
-           "unet": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16], "crop_size": 128, "p_low": 1.0, "p_high": 99.8},
-           "maskrcnn": {"p_low": 1.0, "p_high": 99.8, "rpn_post_nms_top_n_test": 1000, "box_detections_per_img": 1000},
-           "watershed": {"markers": "centre"}}
-    for key, value in sections.items():
-        section, name = key.split("__")
-        cfg[section][name] = value
-    return cfg
+from conftest import checked_config as _config
 
 
 @pytest.mark.parametrize("change, key", [

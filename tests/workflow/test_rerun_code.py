@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, SNAKEMAKE, tiny_config
+from conftest import dry_run_jobs as planned_jobs
 
 pytestmark = pytest.mark.workflow
 
@@ -45,18 +46,6 @@ def snakemake(repo: Path, workdir: Path, *args: str, configfile: bool = True) ->
     if proc.returncode != 0:
         raise AssertionError(f"snakemake failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
-
-
-def planned_jobs(out: str) -> Counter:
-    """(rule, well or label set or fold or '') of every job in the output of a dry run."""
-    jobs = Counter()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not m or m.group(1) == "all":
-            continue
-        w = re.search(r"(?:well|labelset|fold)=(\w+)", block)
-        jobs[(m.group(1), w.group(1) if w else "")] += 1
-    return jobs
 
 
 def reaches(repo: Path, rule: str, module: str) -> bool:

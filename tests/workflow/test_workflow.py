@@ -15,7 +15,6 @@ evaluated) is made once per session
 """
 from __future__ import annotations
 
-import re
 import shutil
 from collections import Counter
 
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import run_snakemake
+from conftest import dry_run_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -38,15 +37,7 @@ PICKER_RULES = {"oof_candidates", "train_picker", "cross_validate_ensemble"}
 
 def planned_jobs(workdir, *targets) -> Counter:
     """(rule, well or label set or fold or '') of every job a dry run would execute."""
-    out = run_snakemake(workdir, "--dry-run", *targets).stdout
-    jobs = Counter()
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if not m or m.group(1) == "all":
-            continue
-        w = re.search(r"(?:well|labelset|fold)=(\w+)", block)
-        jobs[(m.group(1), w.group(1) if w else "")] += 1
-    return jobs
+    return dry_run_jobs(run_snakemake(workdir, "--dry-run", *targets).stdout)
 
 
 def edit_config(workdir, **changes):
