@@ -128,7 +128,7 @@ def start_run(args, libraries=()) -> BenchRun:
 
     Examples
     --------
-    >>> run = start_run(argparse.Namespace(out="bench/out/x", threads=2))  # doctest: +SKIP
+    run = start_run(argparse.Namespace(out="bench/out/x", threads=2))
     """
     import torch
 
@@ -195,9 +195,10 @@ def workflow_config(path, schema=None) -> dict:
 
     Examples
     --------
-    >>> cfg = workflow_config("config.yaml")  # doctest: +SKIP
-    >>> sorted(unet_settings(cfg))[:3]  # doctest: +SKIP
-    ['amp', 'batch_size', 'boundary_width']
+    >>> from plateseg.config.params import unet_settings
+    >>> cfg = workflow_config("config.yaml")
+    >>> sorted(unet_settings(cfg, "all"))[:3]
+    ['batch_size', 'boundary_pos_weight', 'boundary_width']
     """
     import yaml
     from snakemake.utils import validate
@@ -221,7 +222,7 @@ def dsb_split(data, fold: int = 0, k: int = 5, val_groups_k: int = 8, seed: int 
 
     Examples
     --------
-    >>> items, test, val, train = dsb_split("data/dsb2018/fluo", fold=0)  # doctest: +SKIP
+    items, test, val, train = dsb_split("data/dsb2018/fluo", fold=0)
     """
     import pandas as pd
     from plateseg.io.annotated import grouped_folds, load_annotated
@@ -305,9 +306,9 @@ def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, 
 
     Examples
     --------
-    >>> from plateseg.engines.unet import UNetParams, train_unet  # doctest: +SKIP
-    >>> model, params, history, info = train_in_chunks(train_unet, UNetParams, images, masks,
-    ...                                                {"crop_size": 128}, args, log)  # doctest: +SKIP
+    from plateseg.engines.unet import UNetParams, train_unet
+    model, params, history, info = train_in_chunks(train_unet, UNetParams, images, masks,
+                                                       {"crop_size": 128}, args, log)
     """
     budget = args.budget_minutes * 60.0
     t_start = time.perf_counter()

@@ -51,10 +51,10 @@ def engine_predictions(image, unet, maskrcnn, tile_size: int, halo: int, batch_s
 
     Examples
     --------
-    >>> from plateseg.engines import maskrcnn, unet
-    >>> models = unet.load_checkpoint("unet.pt"), maskrcnn.load_checkpoint("maskrcnn.pt")  # doctest: +SKIP
-    >>> maps, labels, scores = engine_predictions(image, *models, 256, 32, 2, {"mode": "centre"},
-    ...                                           {"score_threshold": 0.5})  # doctest: +SKIP
+    from plateseg.engines import maskrcnn, unet
+    models = unet.load_checkpoint("unet.pt"), maskrcnn.load_checkpoint("maskrcnn.pt")
+    maps, labels, scores = engine_predictions(image, *models, 256, 32, 2, {"mode": "centre"},
+                                                  {"score_threshold": 0.5})
     """
     from plateseg.engines.maskrcnn import predict_instances
     from plateseg.engines.unet import predict_maps
@@ -143,9 +143,9 @@ def oof_candidates(fold, unet, maskrcnn, folds, annotations, table_out, labels_o
 
     Examples
     --------
-    >>> oof_candidates(0, "results/models/unet/0.pt", "results/models/maskrcnn/0.pt",
-    ...                "results/training/folds.csv", "resources/training", "candidates_0.parquet",
-    ...                "candidates_0.npz", 256, 32, 2, {"mode": "centre"}, {"score_threshold": 0.5})  # doctest: +SKIP
+    oof_candidates(0, "results/models/unet/0.pt", "results/models/maskrcnn/0.pt",
+                       "results/training/folds.csv", "resources/training", "candidates_0.parquet",
+                       "candidates_0.npz", 256, 32, 2, {"mode": "centre"}, {"score_threshold": 0.5})
     """
     from plateseg.engines import maskrcnn as mrcnn_engine
     from plateseg.ensemble.features import save_candidate_labels

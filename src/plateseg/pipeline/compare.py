@@ -40,9 +40,9 @@ def cross_validate_ensemble(candidates, labels, annotations, summary_out, candid
 
     Examples
     --------
-    >>> cross_validate_ensemble(["candidates_0.parquet", "candidates_1.parquet"],
-    ...                         ["candidates_0.npz", "candidates_1.npz"], "resources/training",
-    ...                         "cv_metrics.csv", "cv_candidates.parquet")  # doctest: +SKIP
+    cross_validate_ensemble(["candidates_0.parquet", "candidates_1.parquet"],
+                                ["candidates_0.npz", "candidates_1.npz"], "resources/training",
+                                "cv_metrics.csv", "cv_candidates.parquet")
     """
     from plateseg.ensemble.compare import compare_methods
     from plateseg.ensemble.features import load_candidate_labels

@@ -381,8 +381,8 @@ def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int
 
     Examples
     --------
-    >>> infer_well("unet", "results/P/A01/image.zarr", "results/models/unet/all.pt",
-    ...            "results/P/A01/unet.zarr", channel=0, tile_size=256, halo=32)  # doctest: +SKIP
+    infer_well("unet", "results/P/A01/image.zarr", "results/models/unet/all.pt",
+                   "results/P/A01/unet.zarr", channel=0, tile_size=256, halo=32)
     """
     from plateseg.pipeline.run import torch_device
 

@@ -34,8 +34,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFr
 
     Examples
     --------
-    >>> measure_objects("results/P/A01/image.zarr", "results/P/A01/ensemble.zarr",
-    ...                 "results/P/A01/objects.parquet", {"Metadata_Well": "A01"})  # doctest: +SKIP
+    measure_objects("results/P/A01/image.zarr", "results/P/A01/ensemble.zarr",
+                        "results/P/A01/objects.parquet", {"Metadata_Well": "A01"})
     """
     from plateseg.measure.objects import measure_well
 
@@ -66,8 +66,8 @@ def well_summary(objects, image, out, metadata: dict) -> pd.DataFrame:
 
     Examples
     --------
-    >>> well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr",
-    ...              "results/P/wells/A01.csv", {"Metadata_Well": "A01"})  # doctest: +SKIP
+    well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr",
+                     "results/P/wells/A01.csv", {"Metadata_Well": "A01"})
     """
     from plateseg.io.ngff import list_fields
     from plateseg.measure.summarize import summarize_well

@@ -43,9 +43,9 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
 
     Examples
     --------
-    >>> well = "results/P/A01/"
-    >>> pick_well(well + "unet.zarr", well + "unet_labels.zarr", well + "maskrcnn.zarr", well + "maskrcnn.parquet",
-    ...           "picker.json", well + "ensemble.zarr", well + "picks.parquet")  # doctest: +SKIP
+    well = "results/P/A01/"
+    pick_well(well + "unet.zarr", well + "unet_labels.zarr", well + "maskrcnn.zarr", well + "maskrcnn.parquet",
+                  "picker.json", well + "ensemble.zarr", well + "picks.parquet")
     """
     from plateseg.ensemble.pick import ensemble_field
     from plateseg.ensemble.picker import Picker

@@ -30,8 +30,8 @@ def train_picker_files(candidates, picker_out, importances_out, figure_out, para
 
     Examples
     --------
-    >>> train_picker_files(["candidates_0.parquet", "candidates_1.parquet"], "picker.json",
-    ...                    "importances.csv", "importances.png", {"n_boosters": 5})  # doctest: +SKIP
+    train_picker_files(["candidates_0.parquet", "candidates_1.parquet"], "picker.json",
+                           "importances.csv", "importances.png", {"n_boosters": 5})
     """
     from plateseg.ensemble.picker import train_picker
     from plateseg.measure.qc import importance_figure

@@ -140,8 +140,8 @@ def cross_validate_unet(models, annotations, out, watershed: dict, tile_size: in
 
     Examples
     --------
-    >>> cross_validate_unet(["results/models/unet/0.pt"], "data/train", "cv.csv", {"mode": "centre"},
-    ...                     256, 32, 4)  # doctest: +SKIP
+    cross_validate_unet(["results/models/unet/0.pt"], "data/train", "cv.csv", {"mode": "centre"},
+                            256, 32, 4)
     """
     from plateseg.engines.unet import load_checkpoint, predict_maps
     from plateseg.evaluation.metrics import evaluate_dataset

@@ -30,8 +30,8 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
 
     Examples
     --------
-    >>> watershed_well("results/P/A01/unet.zarr", "results/P/A01/unet_labels.zarr",
-    ...                {"mode": "centre"})  # doctest: +SKIP
+    watershed_well("results/P/A01/unet.zarr", "results/P/A01/unet_labels.zarr",
+                       {"mode": "centre"})
     """
     from plateseg.io.ngff import segment_well
     from plateseg.segment.watershed import instances_from_maps
