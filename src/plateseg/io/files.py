@@ -10,6 +10,7 @@ import contextlib
 import logging
 import os
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -74,7 +75,8 @@ def read_table(path) -> pd.DataFrame:
 
 
 def setup_logging(log_path=None, level=logging.INFO) -> logging.Logger:
-    """Send ``plateseg`` log records (progress, warnings) to ``log_path`` and to stderr."""
+    """Send ``plateseg`` log records (progress, warnings) to ``log_path`` and to stderr; an exception that
+    ends the process is written there too, with its traceback."""
     root = logging.getLogger("plateseg")
     root.setLevel(level)
     for h in list(root.handlers):
@@ -88,4 +90,25 @@ def setup_logging(log_path=None, level=logging.INFO) -> logging.Logger:
         h.setFormatter(fmt)
         root.addHandler(h)
     root.propagate = False
+    _log_uncaught(root)
     return root
+
+
+def _log_uncaught(root: logging.Logger) -> None:
+    """Write an exception that ends the process, with its traceback, to ``root``'s handlers (the rule's log
+    file), then let Python report it as usual (Snakemake's output still shows it)."""
+    previous = sys.excepthook
+
+    def hook(kind, value, tb):
+        if not issubclass(kind, KeyboardInterrupt):
+            record = root.makeRecord(root.name, logging.ERROR, "", 0, "failed: %s: %s", (kind.__name__, value),
+                                     (kind, value, tb))
+            for handler in root.handlers:
+                if isinstance(handler, logging.FileHandler):  # stderr gets Python's own report below
+                    handler.handle(record)
+        previous(kind, value, tb)
+
+    if getattr(previous, "plateseg_hook", False):  # set up twice in one process: keep one hook
+        previous = previous.plateseg_previous
+    hook.plateseg_hook, hook.plateseg_previous = True, previous
+    sys.excepthook = hook
