@@ -312,6 +312,19 @@ def test_pretrained_checkpoint_replaces_training(plate_workdir):
     assert {rule for rule, _ in jobs} == {"infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
+    # the U-Net alone needs no picker: the workflow loads with models.picker null (it did not, issue 13)
+    edit_config(work, segmentation__method="unet", models__picker=None, evaluation__compare=[])
+    assert {rule for rule, _ in planned_jobs(work)} == {"infer_unet", "watershed", "measure", "summarize_well"} | PLATE_RULES
+
+    # a corrupt checkpoint stops infer_unet before any tile, naming the file, in the rule's own log
+    (work / "models" / "broken.pt").write_text("this is a text file renamed .pt\n")
+    edit_config(work, models__unet="models/broken.pt")
+    proc = run_snakemake(work, check=False)
+    assert proc.returncode != 0
+    failed = [p.parent.name for p in (work / "logs" / "DEMO").glob("*/infer_unet.log")
+              if "models/broken.pt: not a readable plateseg-unet checkpoint" in p.read_text()]
+    assert failed and not [w for w in failed if (work / "results" / "DEMO" / w / "unet.zarr").exists()]
+
     edit_config(work, models__unet="models/missing.pt")
     proc = run_snakemake(work, "--dry-run", check=False)
     assert proc.returncode != 0 and "models.unet" in proc.stdout + proc.stderr

@@ -180,8 +180,10 @@ def oof_inputs(wildcards):
 
 def picker_file():
     """The picker that rule pick uses, trained here or the configured pretrained file."""
-    if config["models"]["source"] == "pretrained":
+    if config["models"]["source"] == "pretrained" and config["models"]["picker"]:
         return config["models"]["picker"]
+    # the trained picker; with models.source pretrained the ensemble needs models.picker (checked at load),
+    # and without the ensemble rule pick is never run
     return "results/models/picker/picker.json"
 
 

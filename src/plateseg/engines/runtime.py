@@ -128,15 +128,28 @@ def load_model_file(path, fmt: str, version: int, build, device=None):
     """Load a file written by :func:`save_model_file`; ``build(meta["arch"])`` makes the model.
 
     Returns the model (eval mode, on ``device``) and the metadata without the weights.
+
+    Every way a file can be wrong (not a torch file, truncated, another format, weights that do not fit the
+    recorded architecture) is a ValueError that names the file, raised before the model is used.
     """
     device = resolve_device(device)
-    payload = torch.load(path, map_location="cpu", weights_only=True)
-    if payload.get("format") != fmt:
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for a corrupt file (pickle, zip, EOF, IndexError)
+        raise ValueError(f"{path}: not a readable {fmt} checkpoint (truncated or corrupt? "
+                         f"{type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
         raise ValueError(f"{path} is not a {fmt} checkpoint")
     if int(payload.get("format_version", 0)) > version:
         raise ValueError(f"{path} has format version {payload['format_version']}, newer than this code ({version})")
+    missing = [k for k in ("state_dict", "arch") if k not in payload]
+    if missing:
+        raise ValueError(f"{path}: {fmt} checkpoint without {missing}")
     state = payload.pop("state_dict")
-    model = build(payload["arch"])
-    model.load_state_dict(state, strict=True)
+    try:
+        model = build(payload["arch"])
+        model.load_state_dict(state, strict=True)
+    except (KeyError, RuntimeError, TypeError, ValueError) as err:
+        raise ValueError(f"{path}: the weights do not fit the recorded architecture ({err})") from err
     model.to(device).eval()
     return model, payload
