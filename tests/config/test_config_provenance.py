@@ -13,7 +13,7 @@ import pytest
 
 from plateseg.config.checks import ConfigError, check_config
 from plateseg.config.demo import demo_files, demo_manifest, ensure_demo
-from conftest import checked_config as _config
+from support import checked_config as _config
 from plateseg.config.provenance import code_hash, imported_modules, module_closure, script_code_hash
 
 REPO = Path(__file__).resolve().parents[2]

@@ -3,7 +3,7 @@ import pytest
 
 from plateseg.config.checks import ConfigError, check_config
 
-from conftest import checked_config as _config
+from support import checked_config as _config
 
 
 @pytest.mark.parametrize("change, key", [

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, SNAKEMAKE, tiny_config
-from conftest import dry_run_jobs as planned_jobs
+from support import REPO, SNAKEMAKE, tiny_config
+from support import dry_run_jobs as planned_jobs
 
 pytestmark = pytest.mark.workflow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, run_snakemake, tiny_config
+from support import REPO, run_snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 

@@ -23,7 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import dry_run_jobs, run_snakemake
+from support import dry_run_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
