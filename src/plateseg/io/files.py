@@ -17,12 +17,15 @@ import pandas as pd
 
 __all__ = ["atomic_path", "remove_path", "write_table", "read_table", "setup_logging"]
 
+log = logging.getLogger(__name__)
+
 
 @contextlib.contextmanager
 def atomic_path(final):
     """Yield a temporary path beside ``final``; move it to ``final`` only if the block succeeds.
 
-    Works for files and folders (e.g. a zarr store). An existing ``final`` is replaced.
+    Works for files and folders (e.g. a zarr store). An existing ``final`` is replaced, and temporary
+    copies that a killed job left beside it (``.<name>.partial-<pid>``) are removed.
 
     Examples
     --------
@@ -36,7 +39,10 @@ def atomic_path(final):
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = final.parent / f".{final.name}.partial-{os.getpid()}"
-    remove_path(tmp)
+    for stale in final.parent.glob(f".{final.name}.partial-*"):
+        if stale != tmp:  # left by a killed job: one job at a time writes an output (Snakemake's lock)
+            log.info("removing %s, left by a job that did not finish", stale)
+        remove_path(stale)
     try:
         yield tmp
         remove_path(final)
