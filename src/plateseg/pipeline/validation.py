@@ -13,7 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
-from plateseg.evaluation.metrics import dsb_map, matching
+from plateseg.evaluation.metrics import dsb_map, evaluate_dataset, matching
 from plateseg.io.files import read_table, write_table
 from plateseg.segment.watershed import instances_from_maps
 
@@ -144,10 +144,8 @@ def cross_validate_unet(models, annotations, out, watershed: dict, tile_size: in
                             256, 32, 4)
     """
     from plateseg.engines.unet import load_checkpoint, predict_maps
-    from plateseg.evaluation.metrics import evaluate_dataset
     from plateseg.io.annotated import load_annotated
     from plateseg.pipeline.run import torch_device
-    from plateseg.segment.watershed import instances_from_maps
 
     device = torch_device(threads)
     items, _ = load_annotated(annotations)
