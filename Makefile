@@ -1,5 +1,5 @@
-# Two entry points (see README): `make demo` runs the pipeline on the embedded default config
-# (the synthetic demo plate); `make test` runs the test suite. Both set up .venv first.
+# Two entry points (see README): `make demo` runs the shipped models on the embedded default config
+# (the real-image demo plate); `make test` runs the test suite. Both set up .venv first.
 VENV ?= .venv
 PYTHON ?= python3
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)

@@ -1,13 +1,11 @@
-# plateseg: nuclei segmentation for microscopy plates. Thin: config, validation, includes, rule all.
-from snakemake.utils import min_version, validate
+# plateseg: nuclei segmentation for microscopy plates. Thin: config, includes, rule all (the config is validated
+# in common.smk, over the model set's settings).
+from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
-
-
-validate(config, "workflow/schemas/config.schema.yaml")
 
 
 include: "workflow/rules/common.smk"

@@ -65,6 +65,31 @@ TABLE = [("DSB mAP", "mean_dsb_map"), ("Dice", "mean_dice"), ("Precision@0.7", "
          ("AP50", "coco_AP50"), ("AP75", "coco_AP75"), ("F1@0.5", "pooled_f1_50"), ("n pred", "total_n_pred")]
 
 
+def tune_pick(table, labels, truths, picker_params, log):
+    """``(min_iou, nms_iou, grid)``: the pick thresholds of the best DSB mAP on annotated images whose
+    candidates' IoUs are each predicted by a picker trained on the other images (5 groups of images), so
+    that no image is scored by a picker that saw it. ``table``/``labels`` are
+    :func:`plateseg.pipeline.candidates.image_candidates` outputs, ``truths`` the true labels in image order."""
+    from plateseg.ensemble.pick import pick
+    from plateseg.ensemble.picker import cross_validated_predictions
+    from plateseg.evaluation.metrics import dsb_map_dataset
+
+    table = table.copy()
+    group = {image_id: k % 5 for k, image_id in enumerate(sorted(table["image"].unique()))}
+    table["group"] = table["image"].map(group)
+    table["predicted_iou"] = cross_validated_predictions(table, picker_params, group="group")
+    by_image = dict(tuple(table.groupby("image")))
+    grid = []
+    for min_iou in (0.3, 0.4, 0.5, 0.6):
+        for nms_iou in (0.2, 0.3, 0.5):
+            preds = [pick(labels[i], by_image[i], min_iou=min_iou, nms_iou=nms_iou)[0] for i in labels]
+            score = dsb_map_dataset(zip(truths, preds), tie="gt")
+            grid.append({"min_iou": min_iou, "nms_iou": nms_iou, "val_dsb_map": score})
+            log.info("validation: min_iou %.1f nms_iou %.1f -> mAP %.4f", min_iou, nms_iou, score)
+    best = max(grid, key=lambda r: r["val_dsb_map"])
+    return best["min_iou"], best["nms_iou"], grid
+
+
 def main(argv=None):
     args = parse_args(argv)
     run = start_run(args, ("plateseg.pipeline.candidates",))
@@ -78,7 +103,6 @@ def main(argv=None):
     from plateseg.engines import maskrcnn, unet
     from plateseg.ensemble.compare import compare_methods
     from plateseg.ensemble.features import save_candidate_labels
-    from plateseg.ensemble.pick import pick
     from plateseg.ensemble.picker import PickerParams, cross_validated_predictions, train_picker
     from plateseg.io.annotated import grouped_folds
     from plateseg.pipeline.candidates import image_candidates
@@ -125,24 +149,8 @@ def main(argv=None):
     val_table, val_labels, val_seconds = candidates(val, "val")
     tuning = []
     if args.tune:
-        # thresholds chosen on the validation split, each image's IoUs predicted by a picker trained on the other
-        # validation images (5 groups of images), never on the test fold
-        from plateseg.evaluation.metrics import dsb_map_dataset
-
-        group = {image_id: k % 5 for k, image_id in enumerate(sorted(val_table["image"].unique()))}
-        val_table["group"] = val_table["image"].map(group)
-        val_table["predicted_iou"] = cross_validated_predictions(val_table, picker_params, group="group")
-        by_image = dict(tuple(val_table.groupby("image")))
-        for min_iou in (0.3, 0.4, 0.5, 0.6):
-            for nms_iou in (0.2, 0.3, 0.5):
-                preds = [pick(val_labels[i], by_image[i], min_iou=min_iou, nms_iou=nms_iou)[0] for i in val_labels]
-                score = dsb_map_dataset(zip([it[2] for it in val], preds), tie="gt")
-                tuning.append({"min_iou": min_iou, "nms_iou": nms_iou, "val_dsb_map": score})
-                log.info("validation: min_iou %.1f nms_iou %.1f -> mAP %.4f", min_iou, nms_iou, score)
-        best = max(tuning, key=lambda r: r["val_dsb_map"])
-        args.min_iou, args.nms_iou = best["min_iou"], best["nms_iou"]
+        args.min_iou, args.nms_iou, tuning = tune_pick(val_table, val_labels, [it[2] for it in val], picker_params, log)
         pd.DataFrame(tuning).to_csv(out / "tuning.csv", index=False)
-        val_table = val_table.drop(columns=["group", "predicted_iou"])
     t0 = time.perf_counter()
     picker = train_picker(val_table, params=picker_params, log=log)
     picker_seconds = time.perf_counter() - t0

@@ -60,7 +60,7 @@ def tiny_config(workdir: Path, run_dir: Path, **overrides) -> Path:
 
     Paths are relative to ``workdir``, so a copy of ``workdir`` and ``run_dir`` side by side is the same run.
     """
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config = yaml.safe_load((REPO / "config" / "demo-train.yaml").read_text())
     config["demo"]["enabled"] = False
     config["input"]["dir"] = os.path.relpath(run_dir / "images", workdir)
     config["evaluation"]["groundtruth"] = os.path.relpath(run_dir / "groundtruth", workdir)

@@ -29,9 +29,9 @@ IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".snakemak
 
 
 def copy_repository(dest: Path) -> Path:
-    """The files a run needs (Snakefile, config.yaml, workflow/, src/, envs/, profiles/) copied to ``dest``."""
+    """The files a run needs (Snakefile, config.yaml, config/, workflow/, src/, envs/, profiles/, models/, demo/) copied to ``dest``."""
     dest.mkdir(parents=True)
-    for name in ("src", "workflow", "envs", "profiles"):
+    for name in ("src", "workflow", "envs", "profiles", "config", "models", "demo"):
         shutil.copytree(REPO / name, dest / name, ignore=IGNORE)
     for name in ("Snakefile", "config.yaml"):
         shutil.copy2(REPO / name, dest / name)

@@ -10,7 +10,10 @@ from pathlib import Path
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
+from snakemake.utils import validate
+
 from plateseg.config.checks import check_config, prepend_pythonpath
+from plateseg.config.models import model_files, with_set_settings
 from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
 from plateseg.config.params import (
     classical_settings,
@@ -29,6 +32,15 @@ PLATESEG_SRC = Path(sys.modules["plateseg"].__file__).resolve().parents[1]
 # idle OpenMP threads of the jobs sleep instead of spinning: on a machine shared with other processes, torch
 # with spinning threads runs many times slower (set OMP_WAIT_POLICY in the environment to override)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# a model set's inference settings (models/<set>/settings.yaml) are the defaults under the run's config; then the
+# schema fills in the rest
+_config = with_set_settings(config, workflow.basedir)
+config.clear()
+config.update(_config)
+validate(config, str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+if config["models"]["source"] != "train":
+    # the files of the set (or the explicit models.* files): from here on every rule sees concrete paths
+    config["models"].update(model_files(config, workflow.basedir))
 check_config(config)
 DEMO = config["demo"]["enabled"]
 
@@ -157,8 +169,8 @@ def train_params(engine):
 
 
 def model_checkpoint(engine):
-    """Input function: the checkpoint of ``engine`` that inference uses, trained on all data or the configured
-    pretrained file (models.<engine>)."""
+    """Input function: the checkpoint of ``engine`` that inference uses: the set's (or models.<engine>) with
+    models.source pretrained, else the one trained (or fine-tuned) on all annotated images."""
 
     def _checkpoint(wildcards=None):
         if config["models"]["source"] == "pretrained":
@@ -166,6 +178,12 @@ def model_checkpoint(engine):
         return f"results/models/{engine}/all.pt"
 
     return _checkpoint
+
+
+def initial_checkpoint(engine):
+    """The checkpoint a training rule of ``engine`` starts from: the set's (or models.<engine>) with
+    models.source finetune, else none ([]: training from scratch)."""
+    return config["models"][engine] if config["models"]["source"] == "finetune" else []
 
 
 def oof_inputs(wildcards):
@@ -252,7 +270,7 @@ def final_outputs():
         out += [f"results/{p}/plate_summary.csv", f"results/{p}/qc/plate_counts.png"]
         if config["evaluation"]["groundtruth"]:
             out += [f"results/{p}/evaluation/{labelset}.csv" for labelset in evaluated_labelsets()]
-    if config["segmentation"]["method"] == "ensemble" and config["models"]["source"] == "train":
+    if config["segmentation"]["method"] == "ensemble" and config["models"]["source"] != "pretrained":
         # the engines, ensemble and oracle compared on the annotated images (held out from every model)
         out += ["results/models/picker/cv_metrics.csv", "results/models/picker/importances.png"]
     return out

@@ -1,5 +1,5 @@
-# Training branch (models.source: train): annotated images -> grouped folds -> U-Net and Mask R-CNN per fold and
-# on all data.
+# Training branch (models.source train, or finetune: the same rules starting from the set's weights): annotated
+# images -> grouped folds -> U-Net and Mask R-CNN per fold and on all data.
 
 
 rule synth_training:
@@ -48,14 +48,17 @@ rule folds:
 
 
 rule train_unet:
-    """Train a U-Net from scratch on every annotated image: the model inference uses."""
+    """Train a U-Net on every annotated image (from scratch, or from the set's U-Net with models.source finetune):
+    the model inference uses."""
     input:
         annotations=training_annotation_files,
+        initial=initial_checkpoint("unet"),
     output:
         "results/models/unet/all.pt",
     params:
         engine="unet",
         annotations=training_annotations(),
+        initial=initial_checkpoint("unet") or None,
         settings=engine_settings(config, "unet", "all"),
         code=script_code("train_model"),
     log:
@@ -72,11 +75,12 @@ rule train_unet:
 
 
 rule train_unet_fold:
-    """Train a U-Net from scratch without fold k, validated on fold k every unet.val_every epochs (the
+    """Train a U-Net (from scratch, or fine-tuned) without fold k, validated on fold k every unet.val_every epochs (the
     out-of-fold models of the picker and of cross-validation)."""
     input:
         annotations=training_annotation_files,
         folds="results/training/folds.csv",
+        initial=initial_checkpoint("unet"),
     output:
         "results/models/unet/{fold}.pt",
     wildcard_constraints:
@@ -84,6 +88,7 @@ rule train_unet_fold:
     params:
         engine="unet",
         annotations=training_annotations(),
+        initial=initial_checkpoint("unet") or None,
         settings=train_params("unet"),
         code=script_code("train_fold"),
     log:
@@ -100,14 +105,17 @@ rule train_unet_fold:
 
 
 rule train_maskrcnn:
-    """Train a Mask R-CNN from scratch on every annotated image: the model inference uses."""
+    """Train a Mask R-CNN on every annotated image (from scratch, or from the set's Mask R-CNN with models.source
+    finetune): the model inference uses."""
     input:
         annotations=training_annotation_files,
+        initial=initial_checkpoint("maskrcnn"),
     output:
         "results/models/maskrcnn/all.pt",
     params:
         engine="maskrcnn",
         annotations=training_annotations(),
+        initial=initial_checkpoint("maskrcnn") or None,
         settings=engine_settings(config, "maskrcnn", "all"),
         code=script_code("train_model"),
     log:
@@ -124,11 +132,12 @@ rule train_maskrcnn:
 
 
 rule train_maskrcnn_fold:
-    """Train a Mask R-CNN from scratch without fold k, validated on fold k every maskrcnn.val_every epochs (the
+    """Train a Mask R-CNN (from scratch, or fine-tuned) without fold k, validated on fold k every maskrcnn.val_every epochs (the
     out-of-fold models of the picker and of cross-validation)."""
     input:
         annotations=training_annotation_files,
         folds="results/training/folds.csv",
+        initial=initial_checkpoint("maskrcnn"),
     output:
         "results/models/maskrcnn/{fold}.pt",
     wildcard_constraints:
@@ -136,6 +145,7 @@ rule train_maskrcnn_fold:
     params:
         engine="maskrcnn",
         annotations=training_annotations(),
+        initial=initial_checkpoint("maskrcnn") or None,
         settings=train_params("maskrcnn"),
         code=script_code("train_fold"),
     log:

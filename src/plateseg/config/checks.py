@@ -91,15 +91,22 @@ def engines_used(config: dict) -> set[str]:
 def _check_training(config: dict, engines: set) -> None:
     """Checks of the model sources of the deep-learning engines in use."""
     models = config.get("models", {})
-    if models.get("source") == "pretrained":
-        needed = sorted(engines & {"unet", "maskrcnn"}) + (["picker"] if "ensemble" in engines else [])
+    source = models.get("source")
+    if source in ("pretrained", "finetune"):
+        needed = sorted(engines & {"unet", "maskrcnn"})
+        if source == "finetune":
+            needed = ["maskrcnn", "unet"] if "ensemble" in engines else needed
+        elif "ensemble" in engines:
+            needed.append("picker")
         for engine in needed:
             ckpt = models.get(engine)
             if not ckpt or not Path(ckpt).is_file():
                 raise ConfigError(
-                    f"config key models.{engine}: models.source 'pretrained' needs an existing {engine} model file, got {ckpt!r}"
+                    f"config key models.{engine}: models.source {source!r} needs an existing {engine} model file "
+                    f"(models.{engine}, or one of the set models.set {models.get('set')!r}), got {ckpt!r}"
                 )
-        return
+        if source == "pretrained":
+            return
     folder = config.get("training", {}).get("annotations")
     if folder and not ((Path(folder) / "images").is_dir() and (Path(folder) / "masks").is_dir()):
         raise ConfigError(f"config key training.annotations: {folder!r} is not a folder with images/ and masks/ (dsb2018 layout)")

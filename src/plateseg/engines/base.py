@@ -61,7 +61,11 @@ class EngineParams:
     then cosine decay to ``lr * min_lr_ratio``, ``grad_clip`` (max gradient norm or None).
 
     Augmentation: ``flips``, ``rot90``, ``scale_range`` (log-uniform zoom), ``intensity_jitter``
-    (multiplicative and additive, on the normalised image).
+    (multiplicative and additive, on the normalised image), and, for models that must hold up on
+    microscopes they never saw (all off by default): ``gamma_range`` (log-uniform gamma of the
+    normalised intensities), ``background`` (the largest amplitude of a smooth additive background,
+    autofluorescence-like), ``blur_sigma`` (the largest Gaussian blur, half of the crops) and
+    ``noise_std`` (the largest standard deviation of additive Gaussian noise).
 
     Runtime: ``seed``, ``device`` ("auto", "cpu", "cuda", "cuda:1"), ``amp`` (CUDA only),
     ``num_workers`` (data loader processes).
@@ -95,6 +99,10 @@ class EngineParams:
     rot90: bool = True
     scale_range: tuple = (0.8, 1.25)
     intensity_jitter: float = 0.1
+    gamma_range: tuple = (1.0, 1.0)
+    background: float = 0.0
+    blur_sigma: float = 0.0
+    noise_std: float = 0.0
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -136,6 +144,26 @@ def params_from_meta(cls, meta: dict):
     return cls.coerce({k: v for k, v in dict(meta.get("params") or {}).items() if k in names})
 
 
+def finetune_params(settings: dict, meta: dict, cls) -> dict:
+    """Settings to fine-tune a checkpoint: the model it is (every field an engine adds to
+    :class:`EngineParams`: architecture, targets, losses; and the normalisation ``p_low`` / ``p_high``)
+    from its ``meta["params"]``; how to train (optimisation, augmentation, runtime, channels) from ``settings``.
+
+    Examples
+    --------
+    >>> P = dataclasses.make_dataclass("P", [("width", int, 8)], bases=(EngineParams,))
+    >>> meta = {"params": {"width": 32, "p_high": 99.0, "epochs": 50}}
+    >>> out = finetune_params({"width": 8, "epochs": 3, "p_high": 99.8}, meta, P)
+    >>> out["width"], out["p_high"], out["epochs"]
+    (32, 99.0, 3)
+    """
+    shared = {f.name for f in dataclasses.fields(EngineParams)} - {"p_low", "p_high", "pixel_size"}
+    saved = dataclasses.asdict(params_from_meta(cls, meta))
+    out = {k: _plain(v) for k, v in saved.items() if k not in shared}
+    out.update({k: v for k, v in settings.items() if k in shared})
+    return out
+
+
 # --------------------------------------------------------------------------- data
 
 class CropDataset(torch.utils.data.Dataset):
@@ -158,7 +186,7 @@ class CropDataset(torch.utils.data.Dataset):
     ``scale_range``, a random crop (images smaller than the crop are centred and padded with
     0 = the normalised low percentile, labels 0), the engine's target planes
     (:meth:`target_planes`, on the zoomed labels with ``margin`` extra pixels on each side),
-    intensity jitter, then a 90-degree rotation and a flip of image and targets together.
+    intensity jitter, the appearance changes of :func:`appearance`, then a 90-degree rotation and a flip of image and targets together.
     Subclasses define :meth:`target_planes` and :meth:`__getitem__`'s output through :meth:`item`.
     """
 
@@ -240,6 +268,7 @@ class CropDataset(torch.utils.data.Dataset):
             gain = 1.0 + rng.uniform(-j, j, size=(x.shape[0], 1, 1))
             bias = rng.uniform(-j, j, size=(x.shape[0], 1, 1))
             x = x * gain + bias
+        x = appearance(x, p, rng)
         stack = np.concatenate([x, planes]).astype(np.float32)
         if p.rot90:
             stack = np.rot90(stack, int(rng.integers(4)), axes=(1, 2))
@@ -248,6 +277,41 @@ class CropDataset(torch.utils.data.Dataset):
         stack = np.ascontiguousarray(stack)
         c = x.shape[0]
         return stack[:c], stack[c:]
+
+
+def appearance(x: np.ndarray, p, rng: np.random.Generator) -> np.ndarray:
+    """Gamma, smooth background, blur and noise of a normalised crop ``x`` (c, S, S), each only when
+    its setting of ``p`` (:class:`EngineParams`) is on (a setting that is off draws no random numbers,
+    so crops of models trained without these are unchanged).
+
+    Examples
+    --------
+    >>> x = np.linspace(0, 1, 64, dtype=np.float32).reshape(1, 8, 8)
+    >>> p = EngineParams.coerce({"gamma_range": [0.5, 2.0], "background": 0.3, "blur_sigma": 1.0, "noise_std": 0.05})
+    >>> y = appearance(x, p, np.random.default_rng(0))
+    >>> y.shape, bool(np.isfinite(y).all()), bool(np.allclose(y, x))
+    ((1, 8, 8), True, False)
+    >>> bool(np.array_equal(appearance(x, EngineParams(), np.random.default_rng(0)), x))
+    True
+    """
+    from scipy import ndimage as ndi
+
+    lo_g, hi_g = p.gamma_range
+    if hi_g > lo_g or lo_g != 1.0:
+        g = float(math.exp(rng.uniform(math.log(lo_g), math.log(hi_g)))) if hi_g > lo_g else float(lo_g)
+        x = np.sign(x) * np.abs(x) ** g
+    if p.background > 0:
+        # autofluorescence-like: a 4x4 random grid zoomed (cubic) to the crop, times a random amplitude
+        amp = rng.uniform(0.0, p.background)
+        grid = rng.random((4, 4))
+        field = ndi.zoom(grid, (x.shape[1] / 4.0, x.shape[2] / 4.0), order=3, mode="nearest")
+        x = x + amp * np.clip(field, 0.0, None)[None, : x.shape[1], : x.shape[2]]
+    if p.blur_sigma > 0 and rng.random() < 0.5:
+        sigma = rng.uniform(0.0, p.blur_sigma)
+        x = np.stack([ndi.gaussian_filter(c, sigma) for c in x])
+    if p.noise_std > 0:
+        x = x + rng.normal(0.0, rng.uniform(0.0, p.noise_std), size=x.shape)
+    return x.astype(np.float32, copy=False)
 
 
 # --------------------------------------------------------------------------- training
@@ -478,7 +542,8 @@ def base_meta(fmt: str, version: int, arch: dict, p: EngineParams, modules, vers
 def checkpoint_io(fmt: str, version: int, required, build: Callable[[dict], torch.nn.Module]):
     """An engine's ``save_checkpoint(path, model, meta)`` and ``load_checkpoint(path, device=None)``.
 
-    ``save_checkpoint`` writes the weights (on CPU, contiguous) and ``meta`` to one file,
+    ``save_checkpoint`` writes the weights (on CPU, contiguous; float16 with ``half=True``, the shipped
+    models' format, loaded back into float32 parameters) and ``meta`` to one file,
     atomically (a temporary name in the same folder, fsync, :func:`os.replace`), so a killed job
     never leaves a truncated checkpoint; the file loads with ``torch.load(weights_only=True)``.
     ``load_checkpoint`` rebuilds the model with ``build(meta["arch"])`` and returns it (in eval
@@ -494,8 +559,8 @@ def checkpoint_io(fmt: str, version: int, required, build: Callable[[dict], torc
     >>> model.out_features, meta["format"]
     (3, 'demo')
     """
-    def save_checkpoint(path, model: torch.nn.Module, meta: dict) -> None:
-        save_model_file(path, model, meta, fmt, version, required)
+    def save_checkpoint(path, model: torch.nn.Module, meta: dict, half: bool = False) -> None:
+        save_model_file(path, model, meta, fmt, version, required, half=half)
 
     def load_checkpoint(path, device=None):
         return load_model_file(path, fmt, version, build, device)

@@ -92,11 +92,13 @@ def code_version(modules) -> str:
     return f"{__version__}+{code_hash(*modules)}"
 
 
-def save_model_file(path, model: torch.nn.Module, meta: dict, fmt: str, version: int, required=()) -> None:
+def save_model_file(path, model: torch.nn.Module, meta: dict, fmt: str, version: int, required=(),
+                    half: bool = False) -> None:
     """Write weights and ``meta`` to one file, atomically (temporary name, fsync, :func:`os.replace`).
 
-    Weights are stored on CPU and contiguous; the file loads with ``torch.load(weights_only=True)``.
-    ``required`` names meta keys that must be present.
+    Weights are stored on CPU and contiguous (floating-point tensors as float16 with ``half``: half the
+    size; ``load_state_dict`` copies them back into float32 parameters); the file loads with
+    ``torch.load(weights_only=True)``. ``required`` names meta keys that must be present.
     """
     missing = [k for k in required if k not in meta]
     if missing:
@@ -104,9 +106,13 @@ def save_model_file(path, model: torch.nn.Module, meta: dict, fmt: str, version:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
+    if half:
+        state = {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
+    payload_dtype = "float16" if half else "float32"
     payload = dict(meta)
     payload.setdefault("format", fmt)
     payload.setdefault("format_version", version)
+    payload["weights_dtype"] = payload_dtype
     payload["state_dict"] = state
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:

@@ -9,6 +9,7 @@ train (:func:`train_in_chunks`).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import os
 import shlex
@@ -186,7 +187,7 @@ def workflow_config(path, schema=None) -> dict:
     path : path-like
         ``config.yaml``.
     schema : path-like, optional
-        Default ``workflow/schemas/config.schema.yaml`` beside ``path``.
+        Default ``workflow/schemas/config.schema.yaml`` of the nearest folder above ``path`` that has one.
 
     Returns
     -------
@@ -198,13 +199,15 @@ def workflow_config(path, schema=None) -> dict:
     >>> from plateseg.config.params import unet_settings
     >>> cfg = workflow_config("config.yaml")
     >>> sorted(unet_settings(cfg, "all"))[:3]
-    ['batch_size', 'boundary_pos_weight', 'boundary_width']
+    ['background', 'batch_size', 'blur_sigma']
     """
     import yaml
     from snakemake.utils import validate
 
     path = Path(path)
-    schema = Path(schema) if schema is not None else path.parent / "workflow" / "schemas" / "config.schema.yaml"
+    if schema is None:  # the schema of the repository holding the config file
+        rel = Path("workflow", "schemas", "config.schema.yaml")
+        schema = next((d / rel for d in path.resolve().parents if (d / rel).is_file()), path.parent / rel)
     config = yaml.safe_load(path.read_text()) or {}
     validate(config, str(schema), set_default=True)
     return config
@@ -262,7 +265,7 @@ def object_scores(labels, fg_prob):
 
 
 def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, train_log=None,
-                    fill: float = 0.92):
+                    fill: float = 0.92, state=None, build=None):
     """Train one model (``train_fn``: ``train_unet`` or ``train_maskrcnn``) in chunks of epochs that
     together fit in the wall-time budget ``args.budget_minutes``.
 
@@ -297,6 +300,12 @@ def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, 
         Given to ``train_fn`` (default ``log``).
     fill : float
         Share of the remaining budget a later chunk plans to use.
+    state : path-like, optional
+        Resume file: written (atomically) after every chunk with the weights, history, chunks and the
+        budget used so far; when it exists at the start, training goes on from there (a killed run
+        loses at most one chunk). Needs ``build``.
+    build : callable, optional
+        ``build(params) -> model`` of the engine (an untrained model the resumed weights are loaded into).
 
     Returns
     -------
@@ -310,12 +319,26 @@ def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, 
     model, params, history, info = train_in_chunks(train_unet, UNetParams, images, masks,
                                                        {"crop_size": 128}, args, log)
     """
+    import torch
+
+    from plateseg.io.files import atomic_path
+
     budget = args.budget_minutes * 60.0
     t_start = time.perf_counter()
     weights = model = params = None
     history, chunks = [], []
     sec_per_step, stopped, chunk = None, False, 0
-    while True:
+    if state is not None and Path(state).is_file():
+        saved = torch.load(state, map_location="cpu", weights_only=False)
+        weights, history, chunks = saved["weights"], saved["history"], saved["chunks"]
+        sec_per_step, stopped, chunk = saved["sec_per_step"], saved["stopped"], len(chunks)
+        t_start -= saved["elapsed"]
+        params = params_cls.coerce(saved["params"])
+        model = build(params)
+        model.load_state_dict(weights)
+        model.eval()
+        log.info("resumed from %s: %d chunks, %.0f s of the budget used", state, chunk, saved["elapsed"])
+    while not stopped:
         remaining = budget - (time.perf_counter() - t_start)
         steps = args.first_chunk_steps if chunk == 0 else int((remaining - 15.0) * fill / sec_per_step)
         epochs = steps // args.epoch_steps
@@ -358,8 +381,11 @@ def train_in_chunks(train_fn, params_cls, images, masks, base: dict, args, log, 
                        "seconds": time.perf_counter() - t_chunk, "sec_per_step": sec_per_step})
         weights = {k: v.detach().clone() for k, v in model.state_dict().items()}
         chunk += 1
-        if stopped:
-            break
+        if state is not None:
+            with atomic_path(state) as tmp:
+                torch.save({"weights": weights, "history": history, "chunks": chunks, "sec_per_step": sec_per_step,
+                            "stopped": stopped, "elapsed": time.perf_counter() - t_start,
+                            "params": dataclasses.asdict(params)}, tmp)
     info = {"chunks": chunks, "epoch_steps": args.epoch_steps, "done_epochs": len(history),
             "done_steps": sum(r["steps"] for r in history), "train_seconds": time.perf_counter() - t_start,
             "stopped_by_guard": stopped, "final_loss": history[-1]["loss"] if history else float("nan")}

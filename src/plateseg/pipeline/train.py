@@ -11,9 +11,12 @@ __all__ = ["train_model"]
 
 log = logging.getLogger(__name__)
 
+# the settings class of each engine module
+PARAMS = {"unet": "UNetParams", "maskrcnn": "MaskRCNNParams"}
+
 
 def train_model(engine: str, annotations, out, settings: dict, threads: int | None = None, fold: str = "all",
-                folds=None, validate=None) -> dict:
+                folds=None, validate=None, initial=None) -> dict:
     """Rules train_unet, train_maskrcnn: train ``engine`` on every annotated image and save its checkpoint
     at ``out`` (the model inference uses).
 
@@ -38,6 +41,10 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
         The fold table (needed unless ``fold`` is ``"all"``).
     validate : callable, optional
         The engine's fold validation (see :func:`plateseg.engines.unet.train_unet`).
+    initial : path-like, optional
+        Fine-tune this checkpoint (``models.source: finetune``): the model (architecture, targets,
+        normalisation) is the checkpoint's, training starts from its weights, and only the training
+        settings come from ``settings`` (:func:`plateseg.engines.base.finetune_params`).
 
     Returns
     -------
@@ -56,11 +63,22 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     train_ids, val_ids = fold_split(list(by_id), folds, str(fold))
     log.info("%s fold %s: %d training images, %d held out (%s)", engine, fold, len(train_ids), len(val_ids), annotations)
     val = ([by_id[i][0] for i in val_ids], [by_id[i][1] for i in val_ids]) if val_ids else None
+    weights, extra = None, {}
+    if initial:
+        from plateseg.engines.base import finetune_params
+
+        start, start_meta = module.load_checkpoint(initial, "cpu")
+        weights = start.state_dict()
+        params = finetune_params(params, start_meta, getattr(module, PARAMS[engine]))
+        extra = {"finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
+                 **{k: start_meta[k] for k in ("nucleus_diameter", "model_set") if k in start_meta}}
+        log.info("fine-tuning %s (model and normalisation of the checkpoint; training settings of the config)", initial)
     train = getattr(module, f"train_{engine}")
     model, history = train([by_id[i][0] for i in train_ids], [by_id[i][1] for i in train_ids], params,
-                           log=logging.getLogger(f"plateseg.engines.{engine}"), val=val, validate=validate)
+                           log=logging.getLogger(f"plateseg.engines.{engine}"), val=val, validate=validate,
+                           initial_weights=weights)
     meta = module.checkpoint_meta(params, data_hash=data_hash(annotations), history=history, fold=str(fold),
-                                  train_ids=train_ids, val_ids=val_ids)
+                                  train_ids=train_ids, val_ids=val_ids, **extra)
     module.save_checkpoint(out, model, meta)
     log.info("checkpoint written to %s", out)
     return meta
