@@ -1,4 +1,5 @@
 import numpy as np
+import pandas as pd
 import pytest
 import tifffile
 
@@ -46,3 +47,52 @@ def test_ingest_errors_name_the_file(tmp_path):
     (tmp_path / "broken.tif").write_bytes(b"not a tiff")
     with pytest.raises(ValueError, match="broken.tif: cannot read"):
         read_plane(tmp_path / "broken.tif")
+
+
+def test_decode_errors_name_the_file_and_the_odd_dtype(tmp_path):
+    a = np.zeros((40, 50), np.uint16)
+    good = [_write(tmp_path / f"good{i}.tif", a) for i in range(3)]
+    (tmp_path / "empty.tif").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"empty.tif: cannot read as TIFF"):
+        ingest_well([{"field": 1, "channel": "1", "path": good[0]}, {"field": 1, "channel": "2", "path": str(tmp_path / "empty.tif")}],
+                    {"1": "DNA", "2": "Marker"}, tmp_path / "x.zarr", 32, 1.0)
+    odd = _write(tmp_path / "odd.tif", a.astype(np.int32))
+    files = [{"field": f, "channel": c, "path": p} for (f, c), p in zip([(1, "1"), (1, "2"), (2, "1"), (2, "2")],
+                                                                       [good[0], good[1], odd, good[2]])]
+    # the odd file is the one named, although a good file was read after it
+    with pytest.raises(ValueError, match=r"^\S*odd.tif: dtype int32 differs from the other 3 file\(s\) of the well \(uint16"):
+        ingest_well(files, {"1": "DNA", "2": "Marker"}, tmp_path / "x.zarr", 32, 1.0)
+    assert not (tmp_path / "x.zarr").exists()
+
+
+def test_non_finite_pixels_are_an_error_naming_the_file(tmp_path):
+    img = np.ones((40, 50), np.float32)
+    img[3:5, 3:5] = np.inf
+    img[10, 10] = np.nan
+    path = _write(tmp_path / "float.tif", img)
+    with pytest.raises(ValueError, match=r"float.tif: 5 pixel\(s\) are NaN or infinite"):
+        ingest_well([{"field": 1, "channel": "1", "path": path}], {"1": "DNA"}, tmp_path / "x.zarr", 32, 1.0)
+    assert not (tmp_path / "x.zarr").exists()
+    np.testing.assert_array_equal(read_plane(_write(tmp_path / "finite.tif", np.ones((4, 4), np.float32))), 1.0)
+
+
+def test_blank_and_saturated_planes_are_kept_and_flagged(tmp_path, caplog):
+    import zarr
+
+    from plateseg.measure.summarize import summarize_well
+
+    rng = np.random.default_rng(0)
+    normal = rng.integers(100, 1000, (40, 50), dtype=np.uint16)
+    saturated = normal.copy()
+    saturated[:10] = 65535  # 25% of the pixels at the top of uint16
+    files = [{"field": 1, "channel": "1", "path": _write(tmp_path / "f1.tif", normal)},
+             {"field": 2, "channel": "1", "path": _write(tmp_path / "f2_blank.tif", np.zeros((40, 50), np.uint16))},
+             {"field": 3, "channel": "1", "path": _write(tmp_path / "f3_sat.tif", saturated)}]
+    with caplog.at_level("WARNING"):
+        ingest_well(files, {"1": "DNA"}, tmp_path / "image.zarr", 32, 1.0)
+    assert "f2_blank.tif" in caplog.text and "empty" in caplog.text and "f3_sat.tif" in caplog.text
+    qc = dict(zarr.open_group(str(tmp_path / "image.zarr"), mode="r").attrs)["plateseg_qc"]
+    assert qc == {"empty": [[2, "DNA"]], "saturated": [[3, "DNA"]]}
+    np.testing.assert_array_equal(open_field(tmp_path / "image.zarr", 2)[0], 0)  # kept, not dropped
+    row = summarize_well(pd.DataFrame({"Metadata_Field": []}), {"Metadata_Well": "A01"}, 3, qc=qc)
+    assert int(row["Metadata_QC_EmptyFields"].iloc[0]) == 1 and int(row["Metadata_QC_SaturatedFields"].iloc[0]) == 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -415,3 +416,18 @@ def test_row_letter_and_index_are_inverse(index):
 def test_row_letter_rejects_rows_beyond_a_plate():
     with pytest.raises(ManifestError, match="out of range"):
         row_letter(49)
+
+
+def test_several_planes_of_one_field_and_channel_are_reported_with_their_files(tmp_path):
+    import tifffile
+
+    from plateseg.io.manifest import build_manifest, check_single_plane
+
+    for t in (1, 2):
+        tifffile.imwrite(tmp_path / f"P1_B03_T000{t}F001L01A01Z01C01.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "P1_B04_T0001F001L01A01Z01C01.tif", np.zeros((8, 8), np.uint16))
+    manifest, _ = build_manifest(tmp_path, "cellvoyager")
+    problems = check_single_plane(manifest)
+    assert len(problems) == 1
+    assert "well B03, field 1, channel 1: 2 files (timepoint 1, 2" in problems[0]
+    assert "T0001" in problems[0] and "T0002" in problems[0]

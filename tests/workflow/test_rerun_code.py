@@ -98,12 +98,15 @@ def test_a_library_edit_reruns_exactly_the_rules_that_reach_it(tmp_path, tiny_ru
 
 
 def test_loading_the_workflow_writes_no_files(tmp_path):
-    """A dry run and the linter on a fresh clone (the embedded demo config) write no resources/ folder; the
-    demo plate is the output of a job."""
+    """A dry run and the linter on a fresh clone write nothing: with the embedded config (the shipped models on
+    the real-image demo plate: no training) and with the synthetic-training demo, whose plate is a job's output."""
     repo = copy_repository(tmp_path / "clone")
     jobs = planned_jobs(snakemake(repo, repo, "--dry-run", configfile=False).stdout)
-    assert jobs[("demo_plate", "")] == 1 and jobs[("ingest", "A01")] == 1 and jobs[("evaluate", "ensemble")] == 1
-    assert not (repo / "resources").exists()
+    assert jobs[("ingest", "A01")] == 1 and jobs[("evaluate", "ensemble")] == 1 and jobs[("pick", "B03")] == 1
+    assert not {rule for rule, _ in jobs} & {"demo_plate", "synth_training", "train_unet", "train_picker"}, jobs
     lint = snakemake(repo, repo, "--lint", configfile=False)
     assert "Congratulations" in lint.stdout + lint.stderr
+    train = ["--configfile", str(repo / "config" / "demo-train.yaml")]
+    jobs = planned_jobs(snakemake(repo, repo, "--dry-run", *train, configfile=False).stdout)
+    assert jobs[("demo_plate", "")] == 1 and jobs[("train_unet", "")] == 1 and jobs[("evaluate", "ensemble")] == 1
     assert not (repo / "resources").exists() and not (repo / "results").exists()

@@ -1,9 +1,12 @@
 # Shared set-up: the manifest (parsed when the Snakefile loads), wildcard constraints,
 # input functions and resource functions used by the rules. Settings come from plateseg.config.params.
+import copy
 import os
 import re
 import sys
 from pathlib import Path
+
+import yaml
 
 # the workflow and its rule scripts import the plateseg library of this checkout (not another installed copy),
 # also inside --use-conda environments
@@ -12,7 +15,7 @@ sys.path.insert(0, str(SRC))
 
 from snakemake.utils import validate
 
-from plateseg.config.checks import check_config, prepend_pythonpath
+from plateseg.config.checks import ConfigError, check_config, prepend_pythonpath, schema_problems
 from plateseg.config.models import model_files, with_set_settings
 from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
 from plateseg.config.params import (
@@ -23,7 +26,7 @@ from plateseg.config.params import (
     watershed_settings,
 )
 from plateseg.config.provenance import script_code_hash
-from plateseg.io.manifest import build_manifest, check_complete
+from plateseg.io.manifest import build_manifest, check_complete, check_single_plane
 
 prepend_pythonpath(SRC)
 # the folder of the plateseg package imported above (this checkout's src, or the installed package without one):
@@ -34,10 +37,14 @@ PLATESEG_SRC = Path(sys.modules["plateseg"].__file__).resolve().parents[1]
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 # a model set's inference settings (models/<set>/settings.yaml) are the defaults under the run's config; then the
 # schema fills in the rest
-_config = with_set_settings(config, workflow.basedir)
+_config = copy.deepcopy(with_set_settings(config, workflow.basedir))
 config.clear()
 config.update(_config)
-validate(config, str(Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"))
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+_problems = schema_problems(config, yaml.safe_load(SCHEMA.read_text()))
+if _problems:  # one line per problem, naming the key (snakemake's validate would print the whole schema)
+    raise ConfigError(f"{len(_problems)} problem(s) in the config:\n" + "\n".join(_problems))
+validate(config, str(SCHEMA))  # fills in the schema's defaults
 if config["models"]["source"] != "train":
     # the files of the set (or the explicit models.* files): from here on every rule sees concrete paths
     config["models"].update(model_files(config, workflow.basedir))
@@ -68,6 +75,14 @@ if UNMATCHED:
     )
 for problem in check_complete(MANIFEST):
     logger.warning(f"plateseg: {problem}")
+_stacks = check_single_plane(MANIFEST)
+if _stacks:
+    raise ValueError(
+        f"plateseg segments one 2-D plane per field and channel, but {len(_stacks)} field/channel position(s) of "
+        f"{config['input']['dir']} have several files (z-planes or time points; config key input.scheme / "
+        f"input.pattern): {'; '.join(_stacks[:3])}{' ...' if len(_stacks) > 3 else ''}. Project the stack or pick one "
+        "plane per file before the run (nothing is dropped silently)."
+    )
 MANIFEST = MANIFEST[MANIFEST["channel"].isin(list(config["channels"]["names"]))]
 if MANIFEST.empty:
     raise ValueError(
@@ -181,8 +196,8 @@ def model_checkpoint(engine):
 
 
 def initial_checkpoint(engine):
-    """The checkpoint a training rule of ``engine`` starts from: the set's (or models.<engine>) with
-    models.source finetune, else none ([]: training from scratch)."""
+    """The checkpoint the training of ``engine`` starts from: the set's (or models.<engine>) with
+    models.source finetune; else none ([]: training from scratch)."""
     return config["models"][engine] if config["models"]["source"] == "finetune" else []
 
 

@@ -9,13 +9,48 @@ import logging
 import os
 from pathlib import Path
 
-__all__ = ["ConfigError", "check_config", "engines_used", "prepend_pythonpath"]
+__all__ = ["ConfigError", "check_config", "engines_used", "prepend_pythonpath", "schema_problems"]
 
 log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
+
+
+def schema_problems(config: dict, schema: dict) -> list[str]:
+    """One line per way ``config`` breaks the JSON ``schema``: the key path and what was expected; for an
+    unknown key, the closest valid key (no schema dump).
+
+    Examples
+    --------
+    >>> schema = {"type": "object", "additionalProperties": False, "properties": {
+    ...     "segmentation": {"type": "object", "properties": {"method": {"enum": ["unet", "classical"]}}},
+    ...     "tiling": {"type": "object", "properties": {"tile_size": {"type": "integer"}}}}}
+    >>> for line in schema_problems({"segmentaton": {}, "tiling": {"tile_size": "big"}}, schema):
+    ...     print(line)
+    config key segmentaton: unknown key; did you mean segmentation?
+    config key tiling.tile_size: 'big' is not of type 'integer'
+    """
+    import difflib
+
+    import jsonschema
+
+    validator = jsonschema.validators.validator_for(schema)(schema)
+    problems = []
+    for err in sorted(validator.iter_errors(config), key=lambda e: [str(p) for p in e.absolute_path]):
+        path = ".".join(str(p) for p in err.absolute_path)
+        prefix = f"{path}." if path else ""
+        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+            valid = sorted(err.schema.get("properties", {}))
+            for key in sorted(set(err.instance) - set(valid)):
+                close = difflib.get_close_matches(str(key), valid, n=1, cutoff=0.6)
+                hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(valid)}"
+                problems.append(f"config key {prefix}{key}: unknown key; {hint}")
+            continue
+        message = err.message if len(err.message) <= 200 else err.message[:197] + "..."
+        problems.append(f"config key {path or '(top level)'}: {message}")
+    return sorted(problems)  # by key path
 
 
 def check_config(config: dict) -> None:

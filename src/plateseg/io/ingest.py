@@ -33,7 +33,69 @@ def read_plane(path) -> np.ndarray:
             f"{path}: expected a single 2-D plane (y, x), got an array of shape {img.shape}; "
             "z-stacks, time series and RGB files must be split into one file per plane and channel"
         )
+    if img.dtype.kind == "f" and not np.isfinite(img).all():
+        bad = int(np.size(img) - np.isfinite(img).sum())
+        raise ValueError(f"{path}: {bad} pixel(s) are NaN or infinite; plateseg needs finite intensities "
+                         "(fix or replace them in the raw file's export)")
     return img
+
+
+def _header(path) -> tuple:
+    """(shape without singleton axes, dtype) of the first page of a TIFF file, naming the file on any error."""
+    try:
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            return tuple(s for s in page.shape if s != 1), page.dtype, page.shape
+    except Exception as err:  # a zero-byte or foreign file: tifffile raises several types
+        raise ValueError(f"{path}: cannot read as TIFF ({type(err).__name__}: {err})") from err
+
+
+# a plane with at least this share of its pixels at the largest value of its integer type is saturated
+SATURATED_SHARE = 0.05
+
+
+def plane_qc(plane: np.ndarray) -> list[str]:
+    """Pixel QC of one raw plane: ``"empty"`` when every pixel has the same value (a blank or failed
+    acquisition), ``"saturated"`` when at least :data:`SATURATED_SHARE` of the pixels sit at the largest value
+    of an integer type.
+
+    Examples
+    --------
+    >>> plane_qc(np.zeros((4, 4), np.uint16))
+    ['empty']
+    >>> plane_qc(np.array([[0, 65535], [1, 2]], np.uint16))
+    ['saturated']
+    >>> plane_qc(np.arange(16, dtype=np.uint16).reshape(4, 4))
+    []
+    """
+    flags = []
+    if plane.size and plane.min() == plane.max():
+        flags.append("empty")
+    elif plane.dtype.kind in "ui" and (plane == np.iinfo(plane.dtype).max).mean() >= SATURATED_SHARE:
+        flags.append("saturated")
+    return flags
+
+
+def _majority_dtype(dtypes: dict):
+    """The dtype of most files of a well; a ValueError naming the files whose dtype differs from it.
+
+    Examples
+    --------
+    >>> _majority_dtype({"a.tif": np.dtype("uint16"), "b.tif": np.dtype("uint16"), "c.tif": np.dtype("int32")})
+    Traceback (most recent call last):
+    ...
+    ValueError: c.tif: dtype int32 differs from the other 2 file(s) of the well (uint16, e.g. a.tif)
+    """
+    counts: dict = defaultdict(list)
+    for path, dt in dtypes.items():
+        counts[dt].append(path)
+    if len(counts) == 1:
+        return next(iter(counts))
+    major = max(counts, key=lambda d: len(counts[d]))  # the first seen on a tie
+    odd = sorted(p for d, ps in counts.items() if d != major for p in ps)
+    odd_types = ", ".join(sorted({str(dtypes[p]) for p in odd}))
+    raise ValueError(f"{', '.join(map(str, odd))}: dtype {odd_types} differs from the other {len(counts[major])} "
+                     f"file(s) of the well ({major}, e.g. {counts[major][0]})")
 
 
 def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, attrs: dict | None = None) -> dict:
@@ -53,6 +115,12 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
     -------
     dict
         field -> (height, width) of the written fields.
+
+    Notes
+    -----
+    Blank (constant) and saturated planes (:func:`plane_qc`) are kept, logged as warnings and recorded in
+    the store's attribute ``plateseg_qc`` (``{"empty": [[field, channel], ...], "saturated": [...]}``), which
+    the per-well summary turns into ``Metadata_QC_EmptyFields`` / ``Metadata_QC_SaturatedFields``.
     """
     by_field: dict[int, dict[str, str]] = defaultdict(dict)
     for f in files:
@@ -65,28 +133,31 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
                 f"field {field} lacks channel(s) {missing} (files: {sorted(chans.values())}); "
                 f"config key channels.names lists {ids}"
             )
-    shapes, dtype = {}, None
+    shapes, dtypes = {}, {}
     for field, chans in sorted(by_field.items()):
         # read one plane per channel lazily below; take shape/dtype from the TIFF headers first
         for c in ids:
-            with tifffile.TiffFile(chans[c]) as tf:
-                page = tf.pages[0]
-                shape, dt = tuple(s for s in page.shape if s != 1), page.dtype
+            shape, dtypes[chans[c]], raw_shape = _header(chans[c])
             if len(shape) != 2:
-                raise ValueError(f"{chans[c]}: expected a 2-D plane, got shape {page.shape}")
+                raise ValueError(f"{chans[c]}: expected a 2-D plane, got shape {raw_shape}")
             if field in shapes and shapes[field] != shape:
                 raise ValueError(
                     f"{chans[c]}: shape {shape} differs from the other channels of field {field} {shapes[field]}"
                 )
             shapes[field] = shape
-            if dtype is not None and dt != dtype:
-                raise ValueError(f"{chans[c]}: dtype {dt} differs from the other files of the well ({dtype})")
-            dtype = dt
+    dtype = _majority_dtype(dtypes)
+    qc = {"empty": [], "saturated": []}  # [field, channel name] of flagged planes (plane_qc)
     with atomic_path(out) as tmp:
         root = create_well_image(tmp, shapes, list(channels.values()), dtype, tile_size, pixel_size, attrs)
         for i, (field, chans) in enumerate(sorted(by_field.items()), start=1):
             arr = root[f"{field}/0"]
             for ci, c in enumerate(ids):
-                arr[ci] = read_plane(chans[c])
+                plane = read_plane(chans[c])
+                arr[ci] = plane
+                for flag in plane_qc(plane):
+                    qc[flag].append([int(field), channels[c]])
+                    log.warning("field %d, channel %s (%s) is %s: flagged in Metadata_QC_%sFields", field,
+                                channels[c], chans[c], flag, flag.capitalize())
             log.info("field %d (%d/%d): %s x %d channels", field, i, len(by_field), shapes[field], len(ids))
+        root.attrs["plateseg_qc"] = qc
     return shapes

@@ -350,6 +350,33 @@ def _well_key(well) -> tuple:
     return (row_index(row), column, "")
 
 
+def check_single_plane(manifest: pd.DataFrame) -> list[str]:
+    """Positions that several files claim: a field and channel with more than one plane or time point.
+
+    plateseg segments one 2-D plane per field and channel; a z-stack or time series (``plane`` /
+    ``timepoint`` in the file names) would otherwise keep only one of its files. Returns one line per
+    position, naming its files (empty when every field and channel has one file).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"plate": ["P", "P"], "well": ["A01", "A01"], "field": [1, 1], "channel": ["1", "1"],
+    ...                    "plane": [1, 2], "path": ["z1.tif", "z2.tif"]})
+    >>> check_single_plane(df)
+    ['plate P, well A01, field 1, channel 1: 2 files (plane 1, 2): z1.tif, z2.tif']
+    """
+    if len(manifest) == 0:
+        return []
+    extra = [c for c in OPTIONAL_COLUMNS if c in manifest]
+    problems = []
+    for (plate, well, field, channel), group in manifest.groupby(["plate", "well", "field", "channel"], sort=True):
+        if len(group) > 1:
+            axes = "; ".join(f"{c} {', '.join(str(v) for v in sorted(group[c].unique()))}" for c in extra
+                             if group[c].nunique() > 1)
+            problems.append(f"plate {plate}, well {well}, field {field}, channel {channel}: {len(group)} files "
+                            f"({axes or 'same position'}): {', '.join(sorted(map(str, group['path'])))}")
+    return problems
+
+
 def check_complete(manifest: pd.DataFrame) -> list[str]:
     """Find gaps in a manifest: channels, fields (planes, timepoints) some images lack.
 

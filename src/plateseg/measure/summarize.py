@@ -27,7 +27,7 @@ def feature_columns(objects: pd.DataFrame) -> list[str]:
     ]
 
 
-def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int) -> pd.DataFrame:
+def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None = None) -> pd.DataFrame:
     """One summary row for a well.
 
     Parameters
@@ -38,6 +38,9 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int) -> pd.D
         ``Metadata_*`` values of the well (plate, well, row, column).
     n_fields : int
         Number of fields imaged in the well (a field without nuclei still counts).
+    qc : dict, optional
+        Pixel QC of the ingest (``{"empty": [[field, channel], ...], "saturated": [...]}``):
+        ``Metadata_QC_EmptyFields`` / ``Metadata_QC_SaturatedFields`` count the fields with such a plane.
 
     Examples
     --------
@@ -45,9 +48,13 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int) -> pd.D
     >>> row = summarize_well(obj, {"Metadata_Well": "A01"}, n_fields=2)
     >>> int(row["Count_Nuclei"].iloc[0]), float(row["Mean_Nuclei_AreaShape_Area"].iloc[0])
     (3, 20.0)
+    >>> summarize_well(obj, {}, 2, qc={"empty": [[2, "DNA"], [2, "Marker"]]})["Metadata_QC_EmptyFields"].iloc[0]
+    np.int64(1)
     """
     row: dict = dict(metadata)
     row["Metadata_FieldCount"] = int(n_fields)
+    for flag in ("empty", "saturated"):
+        row[f"Metadata_QC_{flag.capitalize()}Fields"] = len({int(f) for f, _ in (qc or {}).get(flag, [])})
     row["Count_Nuclei"] = int(len(objects))
     row["Count_Nuclei_PerField"] = len(objects) / n_fields if n_fields else np.nan
     feats = feature_columns(objects)

@@ -53,7 +53,7 @@ def well_summary(objects, image, out, metadata: dict) -> pd.DataFrame:
     objects : path-like
         The well's per-object table.
     image : path-like
-        The well image store (its fields are counted, with or without nuclei).
+        The well image store (its fields are counted, with or without nuclei; its pixel QC flags).
     out : path-like
         The row (CSV).
     metadata : dict
@@ -69,9 +69,12 @@ def well_summary(objects, image, out, metadata: dict) -> pd.DataFrame:
     well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr",
                      "results/P/wells/A01.csv", {"Metadata_Well": "A01"})
     """
+    import zarr
+
     from plateseg.io.ngff import list_fields
     from plateseg.measure.summarize import summarize_well
 
-    row = summarize_well(read_table(objects), dict(metadata), n_fields=len(list_fields(image)))
+    qc = dict(zarr.open_group(str(image), mode="r").attrs).get("plateseg_qc", {})
+    row = summarize_well(read_table(objects), dict(metadata), n_fields=len(list_fields(image)), qc=qc)
     write_table(row, out)
     return row
