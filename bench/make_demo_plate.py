@@ -1,7 +1,8 @@
 """Write the real-image demo plate ``demo/dsb2018-fluo`` (the embedded default config's input).
 
-Fields are DSB2018 fluorescence images (CC0) of the shipped set's **kept-out fold** (``models/dsb2018-fluo``
-was never trained or tuned on them, so the demo's evaluation scores it honestly), 256x256, chosen evenly
+Fields are DSB2018 fluorescence images (CC0) of the shipped set's **kept-out fold** (the ``kept_out_ids`` of
+``models/dsb2018-fluo/unet.pt``: no file of the set was trained or tuned on them, so the demo's evaluation scores
+it honestly), 256x256, chosen evenly
 over that fold's nucleus counts and laid out so that density rises across the columns (the fields of a well
 are neighbours in that order). Channel 1 is the real DNA image (uint8 values as uint16), channel 2 a
 synthetic marker (:func:`plateseg.io.synth.marker_channel`) whose level rises down the rows. Ground truth:
@@ -27,7 +28,8 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", default=os.environ.get("PLATESEG_DSB2018") or str(REPO.parent / "shared" / "data" / "dsb2018" / "fluo"))
-    ap.add_argument("--fold", type=int, default=1, help="the shipped set's kept-out fold")
+    ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"),
+                    help="the shipped set whose kept-out images are used (its checkpoints list them)")
     ap.add_argument("--out", default=str(REPO / "demo" / "dsb2018-fluo"))
     ap.add_argument("--rows", default="AB")
     ap.add_argument("--columns", type=int, default=3)
@@ -39,14 +41,17 @@ def main(argv=None):
     import pandas as pd
     import tifffile
 
-    from plateseg.io.annotated import grouped_folds, load_annotated
+    from plateseg.io.annotated import load_annotated
     from plateseg.io.files import atomic_path
     from plateseg.io.synth import marker_channel
 
+    import torch
+
     data = Path(args.data)
     index = pd.read_csv(data / "index.csv")
-    folds = grouped_folds(index, k=5, seed=0)
-    kept = index[index["id"].isin(folds.loc[folds["fold"] == args.fold, "id"])]
+    # the kept-out images as the set's checkpoints list them (what bench/train_shipped.py held out)
+    kept_ids = set(torch.load(Path(args.set_dir) / "unet.pt", map_location="cpu", weights_only=True)["kept_out_ids"])
+    kept = index[index["id"].isin(kept_ids)]
     kept = kept[(kept["height"] == 256) & (kept["width"] == 256)].sort_values(["n_objects", "id"])
     n_wells = len(args.rows) * args.columns
     n = n_wells * args.fields

@@ -56,14 +56,14 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path):
     truth = pd.read_csv(DEMO / "fields.csv")
     for labelset in ("ensemble", "unet", "maskrcnn", "classical"):
         ev = pd.read_csv(res / "evaluation" / f"{labelset}_fields.csv")
-        assert len(ev) == 4 and ev["dsb_map"].mean() > 0.4, (labelset, ev["dsb_map"].mean())
+        assert len(ev) == 4 and ev["dsb_map"].mean() > 0.3, (labelset, ev["dsb_map"].mean())
     summary = pd.read_csv(res / "plate_summary.csv").set_index("Metadata_Well")
     for well in ("A03", "B03"):
         n_true = truth.loc[truth["well"] == well, "n_nuclei"].sum()
         assert abs(summary.loc[well, "Count_Nuclei"] - n_true) <= 0.15 * n_true, well
     # the synthetic marker's level rises down the rows (x3)
     col = "Mean_Nuclei_Intensity_MeanIntensity_Marker"
-    assert summary.loc["B03", col] > 2 * summary.loc["A03", col]
+    assert summary.loc["B03", col] > 1.5 * summary.loc["A03", col]
 
 
 def test_unknown_set_lists_the_shipped_ones(tmp_path):
