@@ -123,8 +123,7 @@ shipped and with the fine-tuned engines (the ensemble with the set's picker and 
 - **Fine-tuned minus shipped (DSB mAP): {gains}.**
 - U-Net: {args.unet_steps} steps (batch 8, lr {args.unet_lr:g}), {seconds['unet']:.0f} s; Mask R-CNN:
   {args.maskrcnn_steps} steps (batch 4, lr {args.maskrcnn_lr:g}), {seconds['maskrcnn']:.0f} s; the set's crops and
-  augmentation, warm-up then cosine. The kept-out fold is mostly one image type, so its images are alike: this
-  measures adapting to one acquisition with {len(tune)} annotations, not to a new microscope.
+  augmentation, warm-up then cosine.
 - Machine (measured by `plateseg.machine`): {run.machine_text()}; torch {torch.__version__}, {args.threads}
   threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
 - **Command**: `{command_text("bench/finetune_dsb.py", argv)}`
