@@ -16,7 +16,7 @@ DEMO = REPO / "demo" / "dsb2018-fluo"
 SET = REPO / "models" / "dsb2018-fluo"
 
 
-def shipped_config(tmp_path, wells=("A03", "B03"), **changes):
+def shipped_config(tmp_path, wells=("A02", "B02"), **changes):
     """The repository's config.yaml on a copy of some demo wells (images and truth), in ``tmp_path/work``."""
     run = tmp_path / "run"
     for sub in ("images", "groundtruth"):
@@ -47,10 +47,10 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path):
     res = work / "results" / "DSB"
     assert not (work / "results" / "models").exists()
     # the set's files and thresholds were used
-    log = (work / "logs" / "DSB" / "A03" / "infer_unet.log").read_text()
+    log = (work / "logs" / "DSB" / "A02" / "infer_unet.log").read_text()
     assert str(SET / "unet.pt") in log
     settings = yaml.safe_load((SET / "settings.yaml").read_text())
-    picks = pd.read_parquet(res / "A03" / "picks.parquet")
+    picks = pd.read_parquet(res / "A02" / "picks.parquet")
     assert (picks["predicted_iou"] >= settings["ensemble"]["min_iou"]).all() and len(picks) > 20
     # real nuclei, real scores: every label set segments these fields well
     truth = pd.read_csv(DEMO / "fields.csv")
@@ -58,12 +58,12 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path):
         ev = pd.read_csv(res / "evaluation" / f"{labelset}_fields.csv")
         assert len(ev) == 4 and ev["dsb_map"].mean() > 0.3, (labelset, ev["dsb_map"].mean())
     summary = pd.read_csv(res / "plate_summary.csv").set_index("Metadata_Well")
-    for well in ("A03", "B03"):
+    for well in ("A02", "B02"):
         n_true = truth.loc[truth["well"] == well, "n_nuclei"].sum()
         assert abs(summary.loc[well, "Count_Nuclei"] - n_true) <= 0.15 * n_true, well
     # the synthetic marker's level rises down the rows (x3)
     col = "Mean_Nuclei_Intensity_MeanIntensity_Marker"
-    assert summary.loc["B03", col] > 1.5 * summary.loc["A03", col]
+    assert summary.loc["B02", col] > 1.5 * summary.loc["A02", col]
 
 
 def test_unknown_set_lists_the_shipped_ones(tmp_path):
