@@ -96,3 +96,11 @@ def test_blank_and_saturated_planes_are_kept_and_flagged(tmp_path, caplog):
     np.testing.assert_array_equal(open_field(tmp_path / "image.zarr", 2)[0], 0)  # kept, not dropped
     row = summarize_well(pd.DataFrame({"Metadata_Field": []}), {"Metadata_Well": "A01"}, 3, qc=qc)
     assert int(row["Metadata_QC_EmptyFields"].iloc[0]) == 1 and int(row["Metadata_QC_SaturatedFields"].iloc[0]) == 1
+
+
+def test_two_files_of_different_dtypes_are_both_named(tmp_path):
+    a = _write(tmp_path / "a.tif", np.zeros((8, 8), np.uint16))
+    b = _write(tmp_path / "b.tif", np.zeros((8, 8), np.int32))
+    with pytest.raises(ValueError, match=r"different dtypes \(uint16: .*a.tif; int32: .*b.tif\)"):
+        ingest_well([{"field": 1, "channel": "1", "path": a}, {"field": 1, "channel": "2", "path": b}],
+                    {"1": "DNA", "2": "Marker"}, tmp_path / "x.zarr", 32, 1.0)

@@ -44,3 +44,11 @@ def test_background_subtraction_rescues_uneven_illumination():
     assert segment_classical(img + ramp, sigma=1.0, min_distance=8, threshold="otsu").max() != 2
     lab_flat = segment_classical(img + ramp, sigma=1.0, background_size=41, min_distance=8, threshold="otsu")
     assert lab_flat.max() == 2
+
+
+def test_a_saturated_field_gives_no_objects_and_no_error():
+    from plateseg.segment.classical import segment_classical
+
+    img = np.full((64, 64), 65535, np.uint16) - (np.arange(64 * 64).reshape(64, 64) % 2).astype(np.uint16)
+    assert segment_classical(img, threshold="otsu").max() == 0
+    assert segment_classical(np.zeros((32, 32)), threshold="li").max() == 0

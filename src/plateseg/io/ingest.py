@@ -91,7 +91,10 @@ def _majority_dtype(dtypes: dict):
         counts[dt].append(path)
     if len(counts) == 1:
         return next(iter(counts))
-    major = max(counts, key=lambda d: len(counts[d]))  # the first seen on a tie
+    major = max(counts, key=lambda d: len(counts[d]))
+    if sum(len(ps) == len(counts[major]) for ps in counts.values()) > 1:  # no majority: name every file
+        listing = "; ".join(f"{d}: {', '.join(map(str, ps))}" for d, ps in counts.items())
+        raise ValueError(f"the files of the well have different dtypes ({listing})")
     odd = sorted(p for d, ps in counts.items() if d != major for p in ps)
     odd_types = ", ".join(sorted({str(dtypes[p]) for p in odd}))
     raise ValueError(f"{', '.join(map(str, odd))}: dtype {odd_types} differs from the other {len(counts[major])} "

@@ -74,7 +74,8 @@ def segment_classical(
     if background_size and background_size > 0:
         img = img - ndi.grey_opening(img, size=(int(background_size),) * 2, mode="nearest")
     smooth = ndi.gaussian_filter(img, sigma) if sigma > 0 else img
-    if float(smooth.max()) == float(smooth.min()):
+    lo, hi = float(smooth.min()), float(smooth.max())
+    if hi - lo <= 1e-4 * max(1.0, abs(hi)):  # blank or saturated: no contrast a float32 histogram can split
         return np.zeros(image.shape, dtype=np.uint32)
     methods = {"otsu": filters.threshold_otsu, "li": filters.threshold_li}
     if threshold not in methods:
