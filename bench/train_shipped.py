@@ -110,7 +110,8 @@ def train_engine(name, args, log):
         train_log=logging.getLogger(f"bench.{name}"), state=out / f"{name}.chunks.pt", build=build)
     meta = engine.checkpoint_meta(params, data_hash=data_hash(Path(args.data).resolve()), history=history,
                                   fold=args.fold, k=args.k, train_ids=[it[0] for it in train],
-                                  val_ids=[it[0] for it in val], test_ids=[it[0] for it in test], bench=info)
+                                  val_ids=[it[0] for it in val], test_ids=[it[0] for it in test],
+                                  bench={**info, "threads": args.threads})
     engine.save_checkpoint(out / f"{name}.pt", model, meta)
     log.info("%s: %s", name, {k: v for k, v in info.items() if k != "chunks"})
 
@@ -350,8 +351,9 @@ def stage_export(args, run):
 
     def training_text(meta):
         b = meta["bench"]
+        threads = f", {b['threads']} torch thread(s)" if "threads" in b else ""
         return (f"{b['done_steps']} steps ({b['done_epochs']} epochs of {b['epoch_steps']} steps, "
-                f"{len(b['chunks'])} chunks) in {b['train_seconds'] / 60:.1f} min; final loss {b['final_loss']:.4f}")
+                f"{len(b['chunks'])} chunks) in {b['train_seconds'] / 60:.1f} min{threads}; final loss {b['final_loss']:.4f}")
 
     aug = {k: u["params"][k] for k in ("scale_range", "intensity_jitter", "gamma_range", "background", "blur_sigma",
                                         "noise_std", "flips", "rot90")}
