@@ -121,6 +121,7 @@ def _open_well(image, out, checkpoint, load_checkpoint, device, channels, tile_s
     if tile_size is None:
         tile_size = int(arrays[fields[0]].chunks[-1])
     model, meta = load_checkpoint(checkpoint, device)
+    log.info("model %s%s", checkpoint, f" (set {meta['model_set']})" if meta.get("model_set") else "")
     chans = [int(c) for c in (meta["channels"] if channels is None else channels)]
     return image, out, partial_path(out), fields, arrays, tile_size, model, meta, chans
 
