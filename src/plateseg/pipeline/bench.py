@@ -66,8 +66,9 @@ def common_args(ap: argparse.ArgumentParser, name: str, repo) -> argparse.Argume
                     help="the validation split is one of this many grouped folds of the training folds")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    ap.add_argument("--config", default=str(repo / "config.yaml"),
-                    help="workflow config whose settings (with the schema's defaults) the benchmark starts from")
+    ap.add_argument("--config", default=str(repo / "config" / "demo-train.yaml"),
+                    help="workflow config whose settings (with the schema's defaults) the benchmark starts from "
+                         "(default: the training demo's, which the DSB2018 benchmarks ran with)")
     ap.add_argument("--out", default=str(repo / "bench" / "out" / name))
     ap.add_argument("--results", default=str(repo / "bench" / "RESULTS.md"))
     return ap
