@@ -47,6 +47,8 @@ from plateseg.pipeline.bench import common_args, dsb_split, start_run, train_in_
 REPO = Path(__file__).resolve().parents[1]
 SET_DIR = REPO / "models" / "dsb2018-fluo"
 STAGES = ("unet", "maskrcnn", "ensemble", "loto", "export")
+# the file (in --out) whose presence means a stage has finished and is skipped
+DONE = {"unet": "unet.pt", "maskrcnn": "maskrcnn.pt", "ensemble": "ensemble/run.json", "loto": "loto/card.md"}
 
 
 def parse_args(argv=None):
@@ -137,13 +139,9 @@ def stage_ensemble(args, run):
     from plateseg.evaluation.metrics import dsb_map_dataset
     from plateseg.pipeline.candidates import image_candidates
     from plateseg.segment.classical import segment_classical
-    from plateseg.segment.watershed import instances_from_maps
 
     out, log = Path(args.out), run.log
     ens = out / "ensemble"
-    if (ens / "run.json").is_file():
-        log.info("stage ensemble: %s exists, skipped", ens / "run.json")
-        return
     ens.mkdir(parents=True, exist_ok=True)
     _, test, val, train, _ = split(args)
     engines = {name: getattr(mod, "load_checkpoint")(out / f"{name}.pt", "cpu")
@@ -232,9 +230,6 @@ def stage_loto(args, run):
 
     out, log = Path(args.out), run.log
     folder = out / "loto"
-    if (folder / "card.md").is_file():
-        log.info("stage loto: %s exists, skipped", folder / "card.md")
-        return
     folder.mkdir(parents=True, exist_ok=True)
     ens = json.loads((out / "ensemble" / "run.json").read_text())
     _, test, val, train, _ = split(args)
@@ -454,10 +449,11 @@ def main(argv=None):
         logging.getLogger(f"bench.{name}").setLevel(logging.INFO)
     for stage in stages:
         t0 = time.perf_counter()
+        done = DONE.get(stage)  # the output that marks a finished stage (export always runs)
+        if done is not None and (out / done).is_file():
+            log.info("stage %s: %s exists, skipped", stage, out / done)
+            continue
         if stage in ("unet", "maskrcnn"):
-            if (out / f"{stage}.pt").is_file():
-                log.info("stage %s: %s exists, skipped", stage, out / f"{stage}.pt")
-                continue
             train_engine(stage, args, log)
         else:
             globals()[f"stage_{stage}"](args, run)
