@@ -2,6 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import tifffile
+import zarr
 
 from plateseg.io.ingest import ingest_well, read_plane
 from plateseg.io.ngff import list_fields, open_field
@@ -104,3 +105,22 @@ def test_two_files_of_different_dtypes_are_both_named(tmp_path):
     with pytest.raises(ValueError, match=r"different dtypes \(uint16: .*a.tif; int32: .*b.tif\)"):
         ingest_well([{"field": 1, "channel": "1", "path": a}, {"field": 1, "channel": "2", "path": b}],
                     {"1": "DNA", "2": "Marker"}, tmp_path / "x.zarr", 32, 1.0)
+
+
+def test_z_stacks_are_projected_or_refused(tmp_path):
+    rng = np.random.default_rng(3)
+    planes = [rng.integers(0, 60000, (30, 40), dtype=np.uint16) for _ in range(3)]
+    files = [{"field": 1, "channel": "1", "plane": z + 1, "path": _write(tmp_path / f"z{z + 1}.tif", p)}
+             for z, p in enumerate(planes)][::-1]  # any file order
+    for method, expected in (("max", np.max(planes, axis=0)),
+                             ("mean", np.round(np.mean(np.asarray(planes, np.float64), axis=0)).astype(np.uint16))):
+        out = tmp_path / f"{method}.zarr"
+        ingest_well(files, {"1": "DNA"}, out, tile_size=16, pixel_size=1.0, z_projection=method)
+        np.testing.assert_array_equal(open_field(out, 1)[0], expected)
+        attrs = zarr.open_group(str(out), mode="r").attrs["plateseg_z_projection"]
+        assert attrs == {"method": method, "planes": {"1/1": 3}}
+    # without a projection nothing is dropped: an error naming every file and the config key
+    with pytest.raises(ValueError, match="input.z_projection") as err:
+        ingest_well(files, {"1": "DNA"}, tmp_path / "none.zarr", tile_size=16, pixel_size=1.0)
+    assert all(str(f["path"]) in str(err.value) for f in files)
+    assert not (tmp_path / "none.zarr").exists()

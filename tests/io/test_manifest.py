@@ -431,3 +431,26 @@ def test_several_planes_of_one_field_and_channel_are_reported_with_their_files(t
     assert len(problems) == 1
     assert "well B03, field 1, channel 1: 2 files (timepoint 1, 2" in problems[0]
     assert "T0001" in problems[0] and "T0002" in problems[0]
+
+
+def test_z_planes_are_selected_or_allowed_for_projection_but_time_points_are_not(tmp_path):
+    import tifffile
+
+    from plateseg.io.manifest import build_manifest, check_single_plane, select_plane
+
+    for z in (1, 2, 3):
+        tifffile.imwrite(tmp_path / f"P1_B03_T0001F001L01A01Z0{z}C01.tif", np.zeros((8, 8), np.uint16))
+    tifffile.imwrite(tmp_path / "P1_B04_T0001F001L01A01Z01C01.tif", np.zeros((8, 8), np.uint16))
+    manifest, _ = build_manifest(tmp_path, "cellvoyager")
+    assert len(check_single_plane(manifest)) == 1
+    assert check_single_plane(manifest, ignore=("plane",)) == []
+    assert select_plane(manifest, 1)["path"].map(lambda p: p.split("/")[-1]).tolist() == [
+        "P1_B03_T0001F001L01A01Z01C01.tif", "P1_B04_T0001F001L01A01Z01C01.tif"]
+    # B04 has no plane 2: named, not dropped
+    with pytest.raises(ValueError, match=r"input.z_projection: 2: 1 field/channel .*well B04"):
+        select_plane(manifest, 2)
+    # a second time point is still refused when planes are projected
+    tifffile.imwrite(tmp_path / "P1_B04_T0002F001L01A01Z01C01.tif", np.zeros((8, 8), np.uint16))
+    manifest, _ = build_manifest(tmp_path, "cellvoyager")
+    problems = check_single_plane(manifest, ignore=("plane",))
+    assert len(problems) == 1 and "well B04" in problems[0] and "timepoint 1, 2" in problems[0]

@@ -2,12 +2,15 @@
 real DSB2018 fields of the demo plate (demo/dsb2018-fluo), which the set never saw."""
 from __future__ import annotations
 
+import json
 import shutil
 
 import pandas as pd
 import pytest
+import tifffile
 import yaml
 
+from plateseg.engines.scale import median_diameter
 from support import REPO, dry_run_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
@@ -64,6 +67,22 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path):
     # the synthetic marker's level rises down the rows (x3)
     col = "Mean_Nuclei_Intensity_MeanIntensity_Marker"
     assert summary.loc["B02", col] > 1.5 * summary.loc["A02", col]
+    # segmentation.rescale auto: each field's nucleus diameter was measured (near the truth's) and lies within the
+    # sizes the set covers, so no field was zoomed
+    for well in ("A02", "B02"):
+        scale = json.loads((res / well / "scale.json").read_text())
+        assert sorted(scale["fields"]) == ["1", "2"]
+        for field, entry in scale["fields"].items():
+            truth_d = median_diameter(tifffile.imread(DEMO / "groundtruth" / f"DSB_{well}_s{field}_labels.tif"))
+            assert entry["factor"] == 1.0 and abs(entry["diameter"] - truth_d) < 0.3 * truth_d, (well, entry, truth_d)
+    assert "nucleus diameter" in (work / "logs" / "DSB" / "A02" / "estimate_scale.log").read_text()
+    # a zoom set in the config reruns the scale and everything after it, not the ingest
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["segmentation"]["rescale"] = 0.5
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    rules = {rule for rule, _ in dry_run_jobs(run_snakemake(work, "--dry-run").stdout)}
+    assert {"estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure"} <= rules, rules
+    assert "ingest" not in rules
 
 
 def test_unknown_set_lists_the_shipped_ones(tmp_path):
@@ -81,7 +100,7 @@ def test_each_method_asks_only_for_its_models(tmp_path):
     config["segmentation"]["method"] = "classical"
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     rules = {rule for rule, _ in dry_run_jobs(run_snakemake(work, "--dry-run").stdout)}
-    assert not rules & {"infer_unet", "infer_maskrcnn", "pick"}, rules
+    assert not rules & {"estimate_scale", "infer_unet", "infer_maskrcnn", "pick"}, rules
 
 
 def test_finetune_starts_both_engines_from_the_set(tmp_path):

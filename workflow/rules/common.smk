@@ -26,7 +26,7 @@ from plateseg.config.params import (
     watershed_settings,
 )
 from plateseg.config.provenance import script_code_hash
-from plateseg.io.manifest import build_manifest, check_complete, check_single_plane
+from plateseg.io.manifest import build_manifest, check_complete, check_single_plane, select_plane
 
 prepend_pythonpath(SRC)
 # the folder of the plateseg package imported above (this checkout's src, or the installed package without one):
@@ -75,13 +75,16 @@ if UNMATCHED:
     )
 for problem in check_complete(MANIFEST):
     logger.warning(f"plateseg: {problem}")
-_stacks = check_single_plane(MANIFEST)
+Z_PROJECTION = config["input"]["z_projection"]
+MANIFEST = select_plane(MANIFEST, Z_PROJECTION, config["input"]["dir"])
+_stacks = check_single_plane(MANIFEST, ignore=("plane",) if Z_PROJECTION in ("max", "mean") else ())
 if _stacks:
     raise ValueError(
         f"plateseg segments one 2-D plane per field and channel, but {len(_stacks)} field/channel position(s) of "
         f"{config['input']['dir']} have several files (z-planes or time points; config key input.scheme / "
-        f"input.pattern): {'; '.join(_stacks[:3])}{' ...' if len(_stacks) > 3 else ''}. Project the stack or pick one "
-        "plane per file before the run (nothing is dropped silently)."
+        f"input.pattern): {'; '.join(_stacks[:3])}{' ...' if len(_stacks) > 3 else ''}. For z-stacks set "
+        "input.z_projection (max, mean or a plane number); time points need one run per time point (nothing is "
+        "dropped silently)."
     )
 MANIFEST = MANIFEST[MANIFEST["channel"].isin(list(config["channels"]["names"]))]
 if MANIFEST.empty:
@@ -117,7 +120,11 @@ def well_image_files(wildcards):
 
 def well_image_table(wildcards):
     """[field, channel, path] of every raw file of one well (ingest params: reruns when files change)."""
-    rows = _well_rows(wildcards).sort_values(["field", "channel"])
+    rows = _well_rows(wildcards)
+    if Z_PROJECTION in ("max", "mean") and "plane" in rows:  # one row per plane: [field, channel, path, plane]
+        rows = rows.sort_values(["field", "channel", "plane"])
+        return [[int(r.field), str(r.channel), str(r.path), int(r.plane)] for r in rows.itertuples()]
+    rows = rows.sort_values(["field", "channel"])
     return [[int(r.field), str(r.channel), str(r.path)] for r in rows.itertuples()]
 
 
@@ -193,6 +200,20 @@ def model_checkpoint(engine):
         return f"results/models/{engine}/all.pt"
 
     return _checkpoint
+
+
+def scale_engine():
+    """The engine whose first pass measures the nucleus diameter for estimate_scale -- the U-Net when the
+    method uses it, else the Mask R-CNN."""
+    return "maskrcnn" if config["segmentation"]["method"] == "maskrcnn" else "unet"
+
+
+def scale_inputs(wildcards):
+    """The well image, plus the measuring engine's checkpoint with segmentation.rescale auto."""
+    inputs = {"image": f"results/{wildcards.plate}/{wildcards.well}/image.zarr"}
+    if config["segmentation"]["rescale"] == "auto":
+        inputs["model"] = model_checkpoint(scale_engine())(wildcards)
+    return inputs
 
 
 def initial_checkpoint(engine):

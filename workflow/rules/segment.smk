@@ -22,12 +22,44 @@ rule segment_classical:
         "../scripts/segment_classical.py"
 
 
+rule estimate_scale:
+    """Per field the nucleus diameter (first pass of an engine on the central crop) and the zoom to the
+    model's scale (segmentation.rescale); both engines' inference reads it."""
+    input:
+        unpack(scale_inputs),
+    output:
+        "results/{plate}/{well}/scale.json",
+    params:
+        rescale=config["segmentation"]["rescale"],
+        engine=scale_engine(),
+        watershed=dict(watershed_settings(config), mode="centre"),
+        detection=maskrcnn_detection(config),
+        channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
+        tile_size=config["tiling"]["tile_size"],
+        halo=config["tiling"]["halo"],
+        batch_size=config["inference"]["batch_size"],
+        pixel_size=config["pixel_size"],
+        code=script_code("estimate_scale"),
+    log:
+        "logs/{plate}/{well}/estimate_scale.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/estimate_scale.py"
+
+
 rule infer_unet:
     """U-Net maps (foreground, boundary, centre) of every field of a well, tile by tile with a halo, blended
     with a smooth window; a killed job resumes at its first unwritten tile (partial store unet.zarr.partial)."""
     input:
         image="results/{plate}/{well}/image.zarr",
         model=model_checkpoint("unet"),
+        scale="results/{plate}/{well}/scale.json",
     output:
         directory("results/{plate}/{well}/unet.zarr"),
     params:
@@ -58,6 +90,7 @@ rule infer_maskrcnn:
     input:
         image="results/{plate}/{well}/image.zarr",
         model=model_checkpoint("maskrcnn"),
+        scale="results/{plate}/{well}/scale.json",
     output:
         labels=directory("results/{plate}/{well}/maskrcnn.zarr"),
         table="results/{plate}/{well}/maskrcnn.parquet",

@@ -6,6 +6,6 @@ from plateseg.pipeline.infer import infer_well
 setup_logging(snakemake.log[0])
 p = snakemake.params
 infer_well(p.engine, snakemake.input.image, snakemake.input.model, *snakemake.output, channel=p.channel,
-           settings=p.get("settings", {}), threads=snakemake.threads, tile_size=p.tile_size, halo=p.halo,
-           batch_size=p.batch_size, pixel_size=p.pixel_size,
+           settings=p.get("settings", {}), threads=snakemake.threads, scale=snakemake.input.scale,
+           tile_size=p.tile_size, halo=p.halo, batch_size=p.batch_size, pixel_size=p.pixel_size,
            attrs={"plate": snakemake.wildcards.plate, "well": snakemake.wildcards.well})

@@ -5,10 +5,12 @@ from plateseg.io.files import setup_logging
 setup_logging(snakemake.log[0])
 p = snakemake.params
 ingest_well(
-    [{"field": f, "channel": c, "path": path} for f, c, path in p.files],
+    # [field, channel, path] per file, plus the plane when z-stacks are projected
+    [dict(zip(("field", "channel", "path", "plane"), row)) for row in p.files],
     dict(p.channels),
     snakemake.output[0],
     tile_size=p.tile_size,
     pixel_size=p.pixel_size,
     attrs={**p.metadata, "source_files": p.files},
+    z_projection=p.z_projection,
 )

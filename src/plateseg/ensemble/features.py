@@ -36,6 +36,10 @@ SHAPE_FEATURES = ("area", "perimeter", "eccentricity", "area_convex", "solidity"
                   "axis_major_length", "axis_minor_length", "equivalent_diameter_area", "euler_number",
                   "area_filled")
 MAP_FEATURES = ("fg_mean", "fg_min", "boundary_mean", "boundary_max", "centre_max", "ring_fg_mean")
+# size features in pixels (converted to the model's pixels for a zoomed field)
+LENGTH_FEATURES = ("perimeter", "axis_major_length", "axis_minor_length", "equivalent_diameter_area", "bbox_height",
+                   "bbox_width")
+AREA_FEATURES = ("area", "area_convex", "area_filled")
 # features of a candidate's rival (the other engines' candidate overlapping it most), as ``other_<name>``
 RIVAL_FEATURES = ("area", "score", "fg_mean", "solidity")
 
@@ -63,7 +67,7 @@ def pair_overlaps(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
                          "iou": iou.astype(np.float64)})
 
 
-def candidate_features(labels: dict, maps=None, scores: dict | None = None) -> pd.DataFrame:
+def candidate_features(labels: dict, maps=None, scores: dict | None = None, scale: float = 1.0) -> pd.DataFrame:
     """Features of every candidate of one field (one row per object of each engine's label image).
 
     Parameters
@@ -76,6 +80,10 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None) -> p
     scores : dict, optional
         engine name -> {label: detection score} (Mask R-CNN); ``score`` is NaN for engines or
         objects without one.
+    scale : float
+        Zoom from the field's pixels to the model's (rule estimate_scale): lengths are multiplied by
+        it, areas by its square and ``field_density`` divided by its square, so the features are those the
+        picker learnt at the model's scale.
 
     Returns
     -------
@@ -167,7 +175,12 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None) -> p
         df["other_area_ratio"] = df["area"].to_numpy() / rival["area"].to_numpy(np.float64)
         for f in RIVAL_FEATURES[1:]:
             df[f"other_{f}"] = rival[f].to_numpy(np.float64)
-    return pd.concat(list(frames.values()), ignore_index=True)
+    table = pd.concat(list(frames.values()), ignore_index=True)
+    if scale != 1.0:  # sizes in the model's pixels (ratios and shares need no change)
+        table[list(LENGTH_FEATURES)] *= scale
+        table[list(AREA_FEATURES)] *= scale ** 2
+        table["field_density"] /= scale ** 2
+    return table
 
 
 def _touching_share(dense: np.ndarray, n: int) -> np.ndarray:

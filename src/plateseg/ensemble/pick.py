@@ -103,7 +103,7 @@ def oracle_pick(labels: dict, truth: np.ndarray, min_iou: float = 0.3, nms_iou: 
 
 
 def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None = None, min_iou: float = 0.3,
-                   nms_iou: float = 0.3):
+                   nms_iou: float = 0.3, scale: float = 1.0):
     """Ensemble labels of one field: features of every candidate, predicted IoU, :func:`pick`.
 
     Parameters
@@ -113,6 +113,8 @@ def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None 
     picker : plateseg.ensemble.picker.Picker
     min_iou, nms_iou : float
         As :func:`pick`.
+    scale : float
+        The zoom of the field before inference (features in the model's pixels, as the picker learnt them).
 
     Returns
     -------
@@ -126,7 +128,7 @@ def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None 
     >>> int(out.max()), len(picks)
     (0, 0)
     """
-    table = candidate_features(labels, maps, scores)
+    table = candidate_features(labels, maps, scores, scale=scale)
     if not len(table):
         shape = np.asarray(next(iter(labels.values()))).shape
         return np.zeros(shape, np.uint32), pick(labels, pd.DataFrame(

@@ -15,7 +15,9 @@ import tifffile
 from plateseg.io.files import atomic_path
 from plateseg.io.ngff import create_well_image
 
-__all__ = ["read_plane", "ingest_well"]
+__all__ = ["read_plane", "project_planes", "ingest_well"]
+
+Z_PROJECTIONS = ("max", "mean")
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +40,39 @@ def read_plane(path) -> np.ndarray:
         raise ValueError(f"{path}: {bad} pixel(s) are NaN or infinite; plateseg needs finite intensities "
                          "(fix or replace them in the raw file's export)")
     return img
+
+
+def project_planes(paths, method: str) -> np.ndarray:
+    """The z-projection (``"max"`` or ``"mean"``) of the planes in ``paths``, read one at a time, in their dtype
+    (an integer mean is rounded).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> for z, v in ((1, 10), (2, 30)): tifffile.imwrite(d / f"z{z}.tif", np.full((2, 2), v, np.uint16))
+    >>> stack = [d / "z1.tif", d / "z2.tif"]
+    >>> int(project_planes(stack, "max")[0, 0]), int(project_planes(stack, "mean")[0, 0])
+    (30, 20)
+    """
+    if method not in Z_PROJECTIONS:
+        raise ValueError(f"config key input.z_projection: unknown projection {method!r} (max, mean or a plane number)")
+    out, dtype = None, None
+    for path in paths:
+        plane = read_plane(path)
+        if out is None:
+            dtype = plane.dtype
+            out = plane.astype(np.float64) if method == "mean" else plane.copy()
+        elif plane.shape != out.shape:
+            raise ValueError(f"{path}: shape {plane.shape} differs from the other planes of its stack {out.shape}")
+        elif method == "max":
+            np.maximum(out, plane, out=out)
+        else:
+            out += plane
+    if method == "mean":
+        out /= len(paths)
+        out = np.round(out).astype(dtype) if dtype.kind in "ui" else out.astype(dtype)
+    return out
 
 
 def _header(path) -> tuple:
@@ -101,18 +136,23 @@ def _majority_dtype(dtypes: dict):
                      f"file(s) of the well ({major}, e.g. {counts[major][0]})")
 
 
-def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, attrs: dict | None = None) -> dict:
+def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, attrs: dict | None = None,
+                z_projection: str | None = None) -> dict:
     """Convert one well's TIFF files into a well image store at ``out``.
 
     Parameters
     ----------
     files : list of dict
-        One entry per file with keys ``field``, ``channel`` (the channel id of the file name) and ``path``.
+        One entry per file with keys ``field``, ``channel`` (the channel id of the file name) and ``path``,
+        and ``plane`` for z-stacks (one file per plane).
     channels : dict
         Channel id -> channel name, in the order of the ``c`` axis. Every field must have every channel.
     out : path-like
         The ``image.zarr`` folder to write (atomically).
     tile_size, pixel_size : chunk edge in pixels and micrometres per pixel.
+    z_projection : {"max", "mean"}, optional
+        How the planes of a field and channel with several files are projected (:func:`project_planes`;
+        config ``input.z_projection``). Without it several files at one position are an error.
 
     Returns
     -------
@@ -125,9 +165,18 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
     the store's attribute ``plateseg_qc`` (``{"empty": [[field, channel], ...], "saturated": [...]}``), which
     the per-well summary turns into ``Metadata_QC_EmptyFields`` / ``Metadata_QC_SaturatedFields``.
     """
-    by_field: dict[int, dict[str, str]] = defaultdict(dict)
+    stacks: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for f in files:
-        by_field[int(f["field"])][str(f["channel"])] = f["path"]
+        stacks[int(f["field"])][str(f["channel"])].append((int(f.get("plane", 1)), str(f["path"])))
+    by_field: dict[int, dict[str, str]] = defaultdict(dict)  # field -> channel -> first file (headers, messages)
+    planes: dict[tuple, list] = {}  # (field, channel) -> files in plane order
+    for field, chans in stacks.items():
+        for c, entries in chans.items():
+            paths = [path for _, path in sorted(entries)]
+            if len(paths) > 1 and z_projection is None:
+                raise ValueError(f"field {field}, channel {c} has {len(paths)} files ({', '.join(paths)}): set the "
+                                 "config key input.z_projection (max, mean or a plane number)")
+            by_field[field][c], planes[field, c] = paths[0], paths
     ids = [str(c) for c in channels]
     for field, chans in sorted(by_field.items()):
         missing = [c for c in ids if c not in chans]
@@ -140,14 +189,15 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
     for field, chans in sorted(by_field.items()):
         # read one plane per channel lazily below; take shape/dtype from the TIFF headers first
         for c in ids:
-            shape, dtypes[chans[c]], raw_shape = _header(chans[c])
-            if len(shape) != 2:
-                raise ValueError(f"{chans[c]}: expected a 2-D plane, got shape {raw_shape}")
-            if field in shapes and shapes[field] != shape:
-                raise ValueError(
-                    f"{chans[c]}: shape {shape} differs from the other channels of field {field} {shapes[field]}"
-                )
-            shapes[field] = shape
+            for path in planes[field, c]:
+                shape, dtypes[path], raw_shape = _header(path)
+                if len(shape) != 2:
+                    raise ValueError(f"{path}: expected a 2-D plane, got shape {raw_shape}")
+                if field in shapes and shapes[field] != shape:
+                    raise ValueError(
+                        f"{path}: shape {shape} differs from the other channels of field {field} {shapes[field]}"
+                    )
+                shapes[field] = shape
     dtype = _majority_dtype(dtypes)
     qc = {"empty": [], "saturated": []}  # [field, channel name] of flagged planes (plane_qc)
     with atomic_path(out) as tmp:
@@ -155,12 +205,18 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
         for i, (field, chans) in enumerate(sorted(by_field.items()), start=1):
             arr = root[f"{field}/0"]
             for ci, c in enumerate(ids):
-                plane = read_plane(chans[c])
+                stack = planes[field, c]
+                plane = read_plane(stack[0]) if len(stack) == 1 else project_planes(stack, z_projection)
                 arr[ci] = plane
                 for flag in plane_qc(plane):
                     qc[flag].append([int(field), channels[c]])
                     log.warning("field %d, channel %s (%s) is %s: flagged in Metadata_QC_%sFields", field,
                                 channels[c], chans[c], flag, flag.capitalize())
-            log.info("field %d (%d/%d): %s x %d channels", field, i, len(by_field), shapes[field], len(ids))
+            n_planes = max(len(planes[field, c]) for c in ids)
+            log.info("field %d (%d/%d): %s x %d channels%s", field, i, len(by_field), shapes[field], len(ids),
+                     f", {z_projection} projection of {n_planes} planes" if n_planes > 1 else "")
         root.attrs["plateseg_qc"] = qc
+        if z_projection is not None:
+            root.attrs["plateseg_z_projection"] = {
+                "method": z_projection, "planes": {f"{f}/{c}": len(v) for (f, c), v in sorted(planes.items())}}
     return shapes

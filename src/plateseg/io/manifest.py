@@ -67,7 +67,7 @@ from plateseg.io.naming import (
     well_from_row_column,
 )
 
-__all__ = ["build_manifest", "check_complete"]
+__all__ = ["build_manifest", "check_complete", "check_single_plane", "select_plane"]
 
 
 COLUMNS: tuple[str, ...] = ("plate", "well", "row", "column", "field", "channel", "path")
@@ -350,12 +350,13 @@ def _well_key(well) -> tuple:
     return (row_index(row), column, "")
 
 
-def check_single_plane(manifest: pd.DataFrame) -> list[str]:
+def check_single_plane(manifest: pd.DataFrame, ignore=()) -> list[str]:
     """Positions that several files claim: a field and channel with more than one plane or time point.
 
     plateseg segments one 2-D plane per field and channel; a z-stack or time series (``plane`` /
     ``timepoint`` in the file names) would otherwise keep only one of its files. Returns one line per
-    position, naming its files (empty when every field and channel has one file).
+    position, naming its files (empty when every field and channel has one file). Files of one position that
+    differ only in the columns ``ignore`` (``("plane",)`` when z-stacks are projected at ingest) are allowed.
 
     Examples
     --------
@@ -363,18 +364,58 @@ def check_single_plane(manifest: pd.DataFrame) -> list[str]:
     ...                    "plane": [1, 2], "path": ["z1.tif", "z2.tif"]})
     >>> check_single_plane(df)
     ['plate P, well A01, field 1, channel 1: 2 files (plane 1, 2): z1.tif, z2.tif']
+    >>> check_single_plane(df, ignore=("plane",))
+    []
     """
     if len(manifest) == 0:
         return []
     extra = [c for c in OPTIONAL_COLUMNS if c in manifest]
+    ignored = [c for c in extra if c in ignore]
     problems = []
     for (plate, well, field, channel), group in manifest.groupby(["plate", "well", "field", "channel"], sort=True):
-        if len(group) > 1:
+        explained = ignored and not group.duplicated(ignored).any() and all(
+            group[c].nunique() <= 1 for c in extra if c not in ignored)
+        if len(group) > 1 and not explained:
             axes = "; ".join(f"{c} {', '.join(str(v) for v in sorted(group[c].unique()))}" for c in extra
                              if group[c].nunique() > 1)
             problems.append(f"plate {plate}, well {well}, field {field}, channel {channel}: {len(group)} files "
                             f"({axes or 'same position'}): {', '.join(sorted(map(str, group['path'])))}")
     return problems
+
+
+def select_plane(manifest: pd.DataFrame, z_projection, input_dir: str = "the input folder") -> pd.DataFrame:
+    """The manifest's files of z-plane ``z_projection`` when it is a plane number (config ``input.z_projection``);
+    unchanged for ``None``, ``"max"`` or ``"mean"`` (projected at ingest).
+
+    Raises ValueError when the file names carry no plane, or when a field and channel lacks that plane (naming it).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"plate": ["P"] * 3, "well": ["A01"] * 3, "field": [1] * 3, "channel": ["1"] * 3,
+    ...                    "plane": [1, 2, 3], "path": ["z1.tif", "z2.tif", "z3.tif"]})
+    >>> select_plane(df, 2)["path"].tolist()
+    ['z2.tif']
+    >>> len(select_plane(df, "max"))
+    3
+    """
+    if z_projection is None or isinstance(z_projection, str):
+        return manifest
+    plane = int(z_projection)
+    if "plane" not in manifest:
+        raise ValueError(f"config key input.z_projection: {plane} asks for z-plane {plane}, but the file names of "
+                         f"{input_dir} carry no plane (input.scheme / input.pattern with a 'plane' group)")
+    kept = manifest[manifest["plane"] == plane]
+    positions = ["plate", "well", "field", "channel"]
+    lacking = manifest[positions].drop_duplicates().merge(kept[positions].drop_duplicates(), how="left",
+                                                          indicator=True)
+    lacking = lacking[lacking["_merge"] == "left_only"]
+    if len(lacking):
+        first = lacking.iloc[0]
+        raise ValueError(f"config key input.z_projection: {plane}: {len(lacking)} field/channel position(s) of "
+                         f"{input_dir} have no plane {plane} (e.g. plate {first['plate']}, well {first['well']}, "
+                         f"field {first['field']}, channel {first['channel']}; planes there: "
+                         f"{sorted(manifest['plane'].unique().tolist())})")
+    return kept.reset_index(drop=True)
 
 
 def check_complete(manifest: pd.DataFrame) -> list[str]:

@@ -126,6 +126,23 @@ def _open_well(image, out, checkpoint, load_checkpoint, device, channels, tile_s
     return image, out, partial_path(out), fields, arrays, tile_size, model, meta, chans
 
 
+def _field_scales(scales, fields) -> dict:
+    """``{str(field): zoom}`` for every field (1.0 where ``scales`` names none)."""
+    scales = {int(k): float(v) for k, v in (scales or {}).items()}
+    return {str(f): scales.get(int(f), 1.0) for f in fields}
+
+
+def _zoomed_field(arr, chans, factor, tile_size, halo, log, field):
+    """The channels ``chans`` of field ``arr`` zoomed by ``factor``, and the field's last tile (whose
+    ``written`` marks the field complete)."""
+    from plateseg.engines.scale import zoom_image
+
+    zoomed = zoom_image(np.asarray(arr[chans]), factor)
+    log.info("field %d: zoomed by %.3f to the model's scale (%dx%d -> %dx%d px), predicted whole", field, factor,
+             *arr.shape[-2:], *zoomed.shape[-2:])
+    return zoomed, tile_grid(arr.shape, tile_size, halo)[-1]
+
+
 def _open_partial(partial: Path, fingerprint: str, fields, create: Callable, log) -> dict:
     """The progress record of ``partial``: resumed if made with ``fingerprint``, else a new store.
 
@@ -172,7 +189,7 @@ def _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, 
 
 def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None = None,
                     halo: int = 32, batch_size: int = 4, device=None, dtype="float16",
-                    pixel_size: float = 1.0, attrs: dict | None = None,
+                    pixel_size: float = 1.0, attrs: dict | None = None, scales: dict | None = None,
                     on_tile_written: Callable | None = None, log: logging.Logger | None = None) -> Path:
     """Predict the U-Net maps of every field of a well image store into ``out``, resumably.
 
@@ -200,6 +217,10 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
         Micrometres per pixel, for the NGFF metadata.
     attrs : dict, optional
         Extra metadata stored under ``"plateseg"``.
+    scales : dict, optional
+        Field -> zoom (:func:`plateseg.pipeline.scale.read_scales`): a field with a zoom other than 1 is
+        zoomed, predicted whole (resumed per field, not per tile) and its maps resized back to the field; the
+        zooms are stored in the attrs (``scale``) for the steps after inference.
     on_tile_written : callable, optional
         ``on_tile_written(field, tile)`` after a tile's maps and the progress record are written.
     log : logging.Logger, optional
@@ -210,12 +231,15 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     pathlib.Path
         ``out``.
     """
+    from plateseg.engines.scale import resize_maps
     from plateseg.engines.unet import load_checkpoint, predict_maps
 
     log = log or logging.getLogger(__name__)
     image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
-    settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype)}
+    scales = _field_scales(scales, fields)
+    settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype),
+                "scale": scales}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
 
     def create(path):
@@ -225,15 +249,22 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
             attrs={**(attrs or {}), "model": {k: meta.get(k) for k in ("arch", "heads", "channels",
                                                                      "normalization", "data_hash",
                                                                      "code_version", "pixel_size")},
-                   "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint},
+                   "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint,
+                   "scale": scales},
         )
 
     record = _open_partial(partial, fingerprint, fields, create, log)
     root = zarr.open_group(str(partial), mode="r+")
 
     def predict_field(f, arr, start, written):
-        predict_maps(model, meta, arr, tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
-                     on_tile_written=written, channels=chans)
+        if scales[str(f)] == 1.0:
+            predict_maps(model, meta, arr, tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
+                         on_tile_written=written, channels=chans)
+            return
+        zoomed, last = _zoomed_field(arr, chans, scales[str(f)], tile_size, halo, log, f)
+        maps = predict_maps(model, meta, zoomed, tile_size, halo, batch_size, channels=list(range(len(chans))))
+        root[f"{f}/0"][...] = resize_maps(maps, arr.shape[-2:]).astype(dtype)
+        written(last)
 
     _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
     (partial / PROGRESS).unlink()
@@ -246,8 +277,8 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
 def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_size: int | None = None,
                          halo: int = 32, batch_size: int = 2, device=None, score_threshold: float = 0.5,
                          mask_threshold: float = 0.5, min_area: int = 1, pixel_size: float = 1.0,
-                         attrs: dict | None = None, on_tile_written: Callable | None = None,
-                         log: logging.Logger | None = None) -> Path:
+                         attrs: dict | None = None, scales: dict | None = None,
+                         on_tile_written: Callable | None = None, log: logging.Logger | None = None) -> Path:
     """Mask R-CNN instances of every field of a well: a label store ``out`` and a table ``table_out``.
 
     Tiles with a halo, centroid ownership and nearest-centroid overlap resolution as
@@ -271,10 +302,11 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
         Output table (parquet or csv): ``field`` and
         :data:`plateseg.engines.maskrcnn.TABLE_COLUMNS` (``label`` as in ``out``, ``score``, mask box,
         centroid, area before overlap resolution, ``tile``, ``cut_by_halo``).
-    channels, tile_size, halo, batch_size, device, pixel_size, attrs, on_tile_written, log
-        As :func:`infer_well_maps`.
+    channels, tile_size, halo, batch_size, device, pixel_size, attrs, scales, on_tile_written, log
+        As :func:`infer_well_maps`; a zoomed field's labels are resized back by nearest neighbour and its
+        table's boxes, centroids and areas converted to field pixels.
     score_threshold, mask_threshold, min_area
-        As :func:`plateseg.engines.maskrcnn.predict_instances`.
+        As :func:`plateseg.engines.maskrcnn.predict_instances` (``min_area`` in the model's pixels).
 
     Returns
     -------
@@ -285,6 +317,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
 
     from plateseg.io.files import write_table
     from plateseg.engines.maskrcnn import default_id_stride, load_checkpoint, predict_instances
+    from plateseg.engines.scale import resize_labels
     from plateseg.labels import relabel_instances
     from plateseg.tiling.instances import TABLE_COLUMNS
     from plateseg.io.ngff import create_well_labels
@@ -294,15 +327,17 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     rows_dir = partial / "rows"
     id_stride = default_id_stride(meta)
+    scales = _field_scales(scales, fields)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
-                "min_area": int(min_area), "id_stride": int(id_stride)}
+                "min_area": int(min_area), "id_stride": int(id_stride), "scale": scales}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
     shapes = {f: tuple(int(a) for a in arrays[f].shape[-2:]) for f in fields}
     store_attrs = {**(attrs or {}), "method": "maskrcnn",
                    "model": {k: meta.get(k) for k in ("arch", "channels", "normalization", "data_hash",
                                                       "code_version", "pixel_size")},
-                   "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint}
+                   "checkpoint": str(checkpoint), "settings": settings, "fingerprint": fingerprint,
+                   "scale": scales}
 
     def create(path):
         create_well_labels(path, shapes, tile_size=int(tile_size), pixel_size=pixel_size, attrs=store_attrs)
@@ -319,10 +354,25 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
             write_table(rows, rows_dir / f"{f}_{tile.number:06d}.parquet")
             written(tile)
 
-        predict_instances(model, meta, arr, tile_size, halo, batch_size, score_threshold=score_threshold,
-                          mask_threshold=mask_threshold, min_area=min_area, start=start,
-                          on_tile_written=save_rows, channels=chans, out=label_array(root, f),
-                          relabel=False, id_stride=id_stride)
+        factor = scales[str(f)]
+        if factor == 1.0:
+            predict_instances(model, meta, arr, tile_size, halo, batch_size, score_threshold=score_threshold,
+                              mask_threshold=mask_threshold, min_area=min_area, start=start,
+                              on_tile_written=save_rows, channels=chans, out=label_array(root, f),
+                              relabel=False, id_stride=id_stride)
+            return
+        zoomed, last = _zoomed_field(arr, chans, factor, tile_size, halo, log, f)
+        labels, rows = predict_instances(model, meta, zoomed, tile_size, halo, batch_size,
+                                         score_threshold=score_threshold, mask_threshold=mask_threshold,
+                                         min_area=min_area, channels=list(range(len(chans))), relabel=False,
+                                         id_stride=id_stride)
+        labels = resize_labels(labels, arr.shape[-2:])
+        label_array(root, f)[...] = labels
+        rows = rows.copy()
+        for c in ("y0", "x0", "y1", "x1", "centroid_y", "centroid_x"):
+            rows[c] = (rows[c] / factor).astype(rows[c].dtype)
+        rows["area"] = np.round(rows["area"] / factor ** 2).astype(rows["area"].dtype)
+        save_rows(last, rows)
 
     _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
 
@@ -353,7 +403,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
 
 
 def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int | None = None,
-               settings: dict | None = None, threads: int | None = None, **kwargs) -> Path:
+               settings: dict | None = None, threads: int | None = None, scale=None, **kwargs) -> Path:
     """Rules infer_unet, infer_maskrcnn: the well inference of ``engine`` on the job's device.
 
     Parameters
@@ -372,6 +422,8 @@ def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int
         ``min_area``).
     threads : int, optional
         torch CPU threads.
+    scale : path-like, optional
+        The well's zoom record (rule estimate_scale, :func:`plateseg.pipeline.scale.read_scales`).
     **kwargs
         ``tile_size``, ``halo``, ``batch_size``, ``pixel_size``, ``attrs`` as :func:`infer_well_maps`.
 
@@ -386,13 +438,14 @@ def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int
                    "results/P/A01/unet.zarr", channel=0, tile_size=256, halo=32)
     """
     from plateseg.pipeline.run import torch_device
+    from plateseg.pipeline.scale import read_scales
 
     if engine not in ("unet", "maskrcnn"):
         raise ValueError(f"unknown engine {engine!r} (unet or maskrcnn)")
     if (table_out is None) != (engine == "unet"):
         raise ValueError(f"{engine} inference {'needs' if engine == 'maskrcnn' else 'takes no'} table_out")
     channels = None if channel is None else [int(channel)]
-    kwargs.update(channels=channels, device=torch_device(threads), **(settings or {}))
+    kwargs.update(channels=channels, device=torch_device(threads), scales=read_scales(scale), **(settings or {}))
     if engine == "unet":
         return infer_well_maps(image, checkpoint, out, **kwargs)
     return infer_well_instances(image, checkpoint, out, table_out, **kwargs)

@@ -20,7 +20,8 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     Parameters
     ----------
     maps : path-like
-        The well's U-Net maps (:func:`plateseg.pipeline.infer.infer_well_maps`).
+        The well's U-Net maps (:func:`plateseg.pipeline.infer.infer_well_maps`); the zoom of each field
+        before inference (attrs ``scale``) puts the candidates' size features in the model's pixels.
     unet, maskrcnn : path-like
         The well's U-Net watershed and Mask R-CNN label stores.
     maskrcnn_table : path-like
@@ -51,9 +52,12 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     from plateseg.ensemble.picker import Picker
     from plateseg.io.ngff import list_fields, open_field, read_labels, write_well_labels
 
+    import zarr
+
     model = Picker.load(picker)
     detections = read_table(maskrcnn_table)
     fields = list_fields(maps)
+    scales = zarr.open_group(str(maps), mode="r").attrs.get("plateseg", {}).get("scale") or {}
     picks = []
 
     def picked():
@@ -62,7 +66,8 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
             rows = detections[detections["field"] == field]
             scores = {"maskrcnn": dict(zip(rows["label"].tolist(), rows["score"].tolist()))}
             field_maps = open_field(maps, field)[...].astype(np.float32)
-            out, table = ensemble_field(labels, model, field_maps, scores, min_iou=min_iou, nms_iou=nms_iou)
+            out, table = ensemble_field(labels, model, field_maps, scores, min_iou=min_iou, nms_iou=nms_iou,
+                                        scale=float(scales.get(str(field), 1.0)))
             table.insert(0, "field", np.int64(field))
             picks.append(table)
             n_cand = int(labels["unet"].max()) + int(labels["maskrcnn"].max())

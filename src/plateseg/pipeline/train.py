@@ -53,6 +53,7 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     """
     import importlib
 
+    from plateseg.engines.scale import diameter_record
     from plateseg.io.annotated import data_hash, fold_split, load_annotated
     from plateseg.pipeline.run import torch_device
 
@@ -63,15 +64,18 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     train_ids, val_ids = fold_split(list(by_id), folds, str(fold))
     log.info("%s fold %s: %d training images, %d held out (%s)", engine, fold, len(train_ids), len(val_ids), annotations)
     val = ([by_id[i][0] for i in val_ids], [by_id[i][1] for i in val_ids]) if val_ids else None
-    weights, extra = None, {}
+    # the nucleus sizes it learns (segmentation.rescale auto zooms fields outside them); a fine-tuned model keeps
+    # those of the model it starts from
+    weights, extra = None, diameter_record([by_id[i][1] for i in train_ids])
     if initial:
         from plateseg.engines.base import finetune_params
 
         start, start_meta = module.load_checkpoint(initial, "cpu")
         weights = start.state_dict()
         params = finetune_params(params, start_meta, getattr(module, PARAMS[engine]))
-        extra = {"finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
-                 **{k: start_meta[k] for k in ("nucleus_diameter", "model_set") if k in start_meta}}
+        extra = {**extra, "finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
+                 **{k: start_meta[k] for k in ("nucleus_diameter", "nucleus_diameter_range", "model_set")
+                    if k in start_meta}}
         log.info("fine-tuning %s (model and normalisation of the checkpoint; training settings of the config)", initial)
     train = getattr(module, f"train_{engine}")
     model, history = train([by_id[i][0] for i in train_ids], [by_id[i][1] for i in train_ids], params,

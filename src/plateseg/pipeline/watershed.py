@@ -20,7 +20,8 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
         The label store.
     settings : dict
         Keyword arguments of :func:`plateseg.segment.watershed.instances_from_maps` (``mode`` the
-        markers).
+        markers), pixel sizes in the model's pixels: for a field the maps store records as zoomed before
+        inference (attrs ``scale``) they are converted (:func:`plateseg.engines.scale.scaled_watershed`).
     points : path-like, optional
         With mode ``points``: the well's Mask R-CNN instance table, whose centroids are the
         markers (seed 003).
@@ -33,10 +34,14 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
     watershed_well("results/P/A01/unet.zarr", "results/P/A01/unet_labels.zarr",
                        {"mode": "centre"})
     """
+    import zarr
+
+    from plateseg.engines.scale import scaled_watershed
     from plateseg.io.ngff import segment_well
     from plateseg.segment.watershed import instances_from_maps
 
     settings = dict(settings)
+    scales = zarr.open_group(str(maps), mode="r").attrs.get("plateseg", {}).get("scale") or {}
     by_field = None
     if settings["mode"] == "points":
         table = read_table(points)
@@ -44,7 +49,8 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
 
     def segment(field_maps, field):
         pts = None if by_field is None else by_field.get(field, np.zeros((0, 2)))
-        return instances_from_maps(field_maps[...].astype(np.float32), points=pts, **settings)
+        field_settings = scaled_watershed(settings, float(scales.get(str(field), 1.0)))
+        return instances_from_maps(field_maps[...].astype(np.float32), points=pts, **field_settings)
 
     return segment_well(maps, out, segment, tile_size=tile_size, pixel_size=pixel_size,
                         attrs={"method": "unet", "watershed": settings}, describe=f"markers {settings['mode']}")

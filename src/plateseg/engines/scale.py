@@ -1,0 +1,175 @@
+"""The scale an engine sees: a field's nucleus diameter, the zoom to the model's training scale, resizing back.
+
+A model is trained at one scale. Its checkpoint records the median nucleus diameter of its training
+objects (``nucleus_diameter``, pixels), its pixel size when known (``pixel_size``) and the zoom range of
+its scale augmentation (``params.scale_range``): nuclei whose diameter lies within that range of the
+training diameter are what the model learnt. A field with smaller or larger nuclei is zoomed by
+:func:`scale_factor` before inference and the engine's outputs are resized back to the field
+(:func:`resize_maps`, :func:`resize_labels`), so every label image, table and measurement stays in
+the field's own pixels. Pixel-size thresholds of the steps after inference (minimum areas, peak distances)
+are in the model's pixels; :func:`scaled_watershed` converts them.
+
+Examples
+--------
+>>> scale_factor(120.0, (10.0, 50.0), (0.6, 1.6))   # trained on 10-50 px, zoomed 0.6-1.6: covers 6-80 px
+0.417
+>>> scale_factor(60.0, (10.0, 50.0), (0.6, 1.6))    # covered: no rescaling
+1.0
+"""
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "zoom_image", "resize_maps",
+           "resize_labels", "scaled_watershed"]
+
+# zoom range a model is taken to cover when its checkpoint records none (the engines' default augmentation)
+DEFAULT_COVERED = (0.8, 1.25)
+
+
+def median_diameter(labels, min_objects: int = 5) -> float | None:
+    """Median equivalent diameter (pixels) of the objects of ``labels`` (a label image, or a list of them:
+    all their objects); None with fewer than ``min_objects``.
+
+    Examples
+    --------
+    >>> lab = np.zeros((40, 40), int)
+    >>> for k in range(5): lab[2 + 7 * k: 6 + 7 * k, 2:6] = k + 1
+    >>> round(median_diameter(lab), 2)
+    4.51
+    >>> median_diameter(lab[:10]) is None
+    True
+    """
+    images = labels if isinstance(labels, (list, tuple)) else [labels]
+    areas = np.concatenate([np.bincount(np.asarray(m).ravel().astype(np.int64))[1:] for m in images])
+    areas = areas[areas > 0]
+    if len(areas) < min_objects:
+        return None
+    return float(np.median(2.0 * np.sqrt(areas / np.pi)))
+
+
+def diameter_record(masks) -> dict:
+    """What a checkpoint records of its training nuclei' sizes (pixels): ``nucleus_diameter`` (median of
+    all objects) and ``nucleus_diameter_range`` (5th and 95th percentile of the images' median diameters).
+    Empty without objects.
+
+    Examples
+    --------
+    >>> lab = np.zeros((40, 40), int)
+    >>> for k in range(5): lab[2 + 7 * k: 6 + 7 * k, 2:6] = k + 1
+    >>> diameter_record([lab, lab])
+    {'nucleus_diameter': 4.51, 'nucleus_diameter_range': [4.51, 4.51]}
+    """
+    overall = median_diameter(list(masks), min_objects=1)
+    if overall is None:
+        return {}
+    per_image = [d for d in (median_diameter(m, min_objects=1) for m in masks) if d is not None]
+    lo, hi = np.percentile(per_image, [5, 95])
+    return {"nucleus_diameter": round(overall, 2), "nucleus_diameter_range": [round(float(lo), 2), round(float(hi), 2)]}
+
+
+def scale_factor(diameter: float | None, trained, covered=DEFAULT_COVERED) -> float:
+    """The zoom (3 decimals) that brings nuclei of ``diameter`` into the ``trained`` diameter range, or 1.0.
+
+    ``trained`` is ``(low, high)`` (or one diameter), the diameters the model was trained on; nuclei within
+    ``(low * covered[0], high * covered[1])`` -- what the scale augmentation taught it -- are not rescaled
+    (1.0); others are zoomed to ``low`` or ``high``, whichever is nearer. 1.0 when either is unknown.
+
+    Examples
+    --------
+    >>> scale_factor(4.0, 16.0, covered=(0.6, 1.6))
+    4.0
+    >>> scale_factor(None, 16.0)
+    1.0
+    """
+    if not diameter or trained is None:
+        return 1.0
+    low, high = (float(trained), float(trained)) if np.isscalar(trained) else (float(trained[0]), float(trained[1]))
+    if low * covered[0] <= diameter <= high * covered[1]:
+        return 1.0
+    target = low if diameter < low else high
+    return round(target / float(diameter), 3)
+
+
+def model_scale(meta: dict) -> tuple:
+    """``(trained diameter range or None, pixel size or None, covered zoom range)`` of a checkpoint's metadata.
+
+    The range is ``nucleus_diameter_range``, else ``nucleus_diameter`` at both ends.
+
+    Examples
+    --------
+    >>> model_scale({"nucleus_diameter": 15.9, "params": {"scale_range": [0.6, 1.6]}})
+    ((15.9, 15.9), None, (0.6, 1.6))
+    """
+    params = meta.get("params") or {}
+    covered = tuple(float(v) for v in params.get("scale_range") or DEFAULT_COVERED)
+    trained = meta.get("nucleus_diameter_range")
+    if trained is None and meta.get("nucleus_diameter") is not None:
+        trained = (meta["nucleus_diameter"], meta["nucleus_diameter"])
+    trained = None if trained is None else (float(trained[0]), float(trained[1]))
+    pixel = meta.get("pixel_size")
+    return trained, None if pixel is None else float(pixel), covered
+
+
+def zoom_image(image, factor: float) -> np.ndarray:
+    """``(c, h, w)`` image zoomed by ``factor`` (linear interpolation, anti-aliased when shrinking), float32.
+
+    Examples
+    --------
+    >>> zoom_image(np.ones((1, 10, 20)), 0.5).shape
+    (1, 5, 10)
+    """
+    from skimage.transform import resize
+
+    img = np.asarray(image, np.float32)
+    shape = (img.shape[0],) + tuple(max(1, int(round(s * factor))) for s in img.shape[-2:])
+    return resize(img, shape, order=1, anti_aliasing=factor < 1, preserve_range=True).astype(np.float32)
+
+
+def resize_maps(maps, shape) -> np.ndarray:
+    """``(n, h, w)`` probability maps resized to ``(n,) + shape`` (linear), float32.
+
+    Examples
+    --------
+    >>> resize_maps(np.zeros((3, 5, 10)), (10, 20)).shape
+    (3, 10, 20)
+    """
+    from skimage.transform import resize
+
+    maps = np.asarray(maps, np.float32)
+    return resize(maps, (maps.shape[0],) + tuple(shape), order=1, anti_aliasing=False,
+                  preserve_range=True).astype(np.float32)
+
+
+def resize_labels(labels, shape) -> np.ndarray:
+    """A label image resized to ``shape`` by nearest neighbour (ids kept; tiny objects may vanish).
+
+    Examples
+    --------
+    >>> resize_labels(np.array([[0, 7], [7, 7]], np.uint32), (4, 4))[0].tolist()
+    [0, 0, 7, 7]
+    """
+    from skimage.transform import resize
+
+    lab = np.asarray(labels)
+    return resize(lab, tuple(shape), order=0, anti_aliasing=False, preserve_range=True).astype(lab.dtype)
+
+
+def scaled_watershed(settings: dict, factor: float) -> dict:
+    """Watershed settings in the model's pixels (``min_area``, ``peak_min_distance``) for maps of a field
+    zoomed by ``factor`` before inference and resized back: areas divide by ``factor**2``, distances by
+    ``factor`` (at least 1 pixel).
+
+    Examples
+    --------
+    >>> scaled_watershed({"mode": "centre", "min_area": 20, "peak_min_distance": 5}, 0.5)
+    {'mode': 'centre', 'min_area': 80, 'peak_min_distance': 10}
+    """
+    out = dict(settings)
+    if factor == 1.0:
+        return out
+    if "min_area" in out:
+        out["min_area"] = max(1, int(round(out["min_area"] / factor ** 2)))
+    if "peak_min_distance" in out:
+        out["peak_min_distance"] = max(1, int(round(out["peak_min_distance"] / factor)))
+    return out

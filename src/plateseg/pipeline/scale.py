@@ -1,0 +1,153 @@
+"""What rule estimate_scale does for one well: per field the nucleus diameter and the zoom to the model's scale.
+
+``segmentation.rescale`` chooses: ``auto`` measures each field's nucleus diameter near its centre with the
+engine at the zooms :data:`PROBE_ZOOMS` (each probe the central 512 / zoom px zoomed to about 512 px): the
+median equivalent diameter of its instances at the zoom where it is most confident (a U-Net trained on 20-px
+nuclei cuts 130-px ones into fragments of uncertain centres at zoom 1, and finds them whole and sure at zoom
+0.25); fields whose nuclei the model does not cover are zoomed (:func:`plateseg.engines.scale.scale_factor`).
+A model that records its pixel size is instead zoomed by the ratio of the plate's pixel size to it; a number is
+one zoom for every field; ``none`` never rescales. The record (``scale.json``) is read by both engines'
+inference (:func:`read_scales`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+
+from plateseg.io.files import atomic_path
+
+__all__ = ["PROBE_ZOOMS", "estimate_well_scale", "read_scales"]
+
+log = logging.getLogger(__name__)
+
+
+PROBE_ZOOMS = (2.0, 1.0, 0.5, 0.25)
+
+
+def _probe(engine, model, meta, arr, channel, crop, settings, tile_size, halo, batch_size, zoom):
+    """``(median nucleus diameter in field pixels or None, confidence)`` of ``engine``'s instances of the
+    central ``crop / zoom`` pixels of field ``arr`` zoomed by ``zoom`` (so every probe sees about ``crop`` x
+    ``crop`` pixels, and many nuclei when they are large). Confidence: the mean over instances of the centre
+    heatmap's peak (U-Net) or of the detection score (Mask R-CNN); it is highest at the zoom where the nuclei
+    look like the training ones."""
+    from scipy import ndimage as ndi
+
+    from plateseg.engines.scale import median_diameter, zoom_image
+
+    h, w = arr.shape[-2:]
+    size = int(np.ceil(crop / zoom))
+    y0, x0 = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    window = np.asarray(arr[channel:channel + 1, y0:y0 + size, x0:x0 + size], np.float32)
+    img = window if zoom == 1.0 else zoom_image(window, zoom)
+    if min(img.shape[-2:]) < 32:
+        return None, 0.0
+    if engine == "unet":
+        from plateseg.engines.unet import predict_maps
+        from plateseg.segment.watershed import instances_from_maps
+
+        maps = predict_maps(model, meta, img, tile_size, halo, batch_size, channels=[0])
+        labels = instances_from_maps(maps, **settings)
+        ids = np.unique(labels)[1:]
+        confidence = float(np.mean(ndi.maximum(maps[2], labels, ids))) if len(ids) else 0.0
+    else:
+        from plateseg.engines.maskrcnn import predict_instances
+
+        labels, table = predict_instances(model, meta, img, tile_size, halo, batch_size, channels=[0], **settings)
+        confidence = float(table["score"].mean()) if len(table) else 0.0
+    d = median_diameter(labels)
+    return (None, 0.0) if d is None else (d / zoom, confidence)
+
+
+def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str = "unet", watershed=None,
+                        detection=None, channel: int = 0,
+                        tile_size: int = 256, halo: int = 64, batch_size: int = 4, pixel_size: float | None = None,
+                        threads: int | None = None, crop: int = 512) -> dict:
+    """Rule estimate_scale: the zoom of every field of a well before inference, written as JSON to ``out``.
+
+    Parameters
+    ----------
+    image : path-like
+        The well image store.
+    out : path-like
+        The record: ``{"rescale", "model", "fields": {field: {"diameter", "factor", "source"}}}``.
+    rescale : "auto", "none" or float
+        See the module docstring.
+    checkpoint : path-like, optional
+        The measuring engine's checkpoint (needed for ``auto``).
+    engine : {"unet", "maskrcnn"}
+        The engine of the first pass.
+    watershed, detection : dict, optional
+        Settings of the first pass: the U-Net's watershed (:func:`plateseg.segment.watershed.instances_from_maps`)
+        or the Mask R-CNN's detection (``score_threshold``, ``mask_threshold``, ``min_area``).
+    channel : int
+        The nuclear channel.
+    tile_size, halo, batch_size : int
+        Tiling of the first pass.
+    pixel_size : float, optional
+        The plate's micrometres per pixel (used when the model records its own).
+    threads : int, optional
+        torch CPU threads.
+    crop : int
+        Edge of what each probe sees: the central ``crop / zoom`` pixels of the field, zoomed.
+
+    Returns
+    -------
+    dict
+        The record.
+    """
+    from plateseg.io.ngff import list_fields, open_field
+
+    fields = list_fields(image)
+    record = {"rescale": rescale, "model": None, "fields": {}}
+    if rescale == "none" or not isinstance(rescale, str):
+        factor, source = (1.0, "none") if rescale == "none" else (float(rescale), "config")
+        for f in fields:
+            record["fields"][str(f)] = {"diameter": None, "factor": factor, "source": source}
+            log.info("field %d: zoom %.3f (segmentation.rescale: %s)", f, factor, rescale)
+    else:
+        import importlib
+
+        from plateseg.engines.scale import model_scale, scale_factor
+        from plateseg.pipeline.run import torch_device
+
+        module = importlib.import_module(f"plateseg.engines.{engine}")
+        model, meta = module.load_checkpoint(checkpoint, torch_device(threads))
+        settings = dict(watershed or {}) if engine == "unet" else dict(detection or {})
+        trained, model_px, covered = model_scale(meta)
+        record["model"] = {"checkpoint": str(checkpoint), "engine": engine, "trained_diameters": trained, "covered_zoom": covered,
+                           "pixel_size": model_px}
+        if trained is None and model_px is None:
+            log.warning("%s records neither the nucleus diameters nor the pixel size it was trained at: "
+                        "no field is rescaled", checkpoint)
+        for i, f in enumerate(fields, start=1):
+            entry = {"diameter": None, "factor": 1.0, "source": "estimated"}
+            if model_px is not None and pixel_size:
+                entry.update(factor=round(float(pixel_size) / model_px, 3), source="pixel size")
+            elif trained is not None:
+                arr = open_field(image, f)
+                probes = {z: _probe(engine, model, meta, arr, channel, crop, settings, tile_size, halo, batch_size, z)
+                          for z in PROBE_ZOOMS}
+                best = max(PROBE_ZOOMS, key=lambda z: (probes[z][1], z == 1.0))
+                d = probes[best][0]
+                entry.update(diameter=None if d is None else round(d, 2), factor=scale_factor(d, trained, covered),
+                             probes={str(z): {"diameter": None if v[0] is None else round(v[0], 2),
+                                              "confidence": round(v[1], 3)} for z, v in probes.items()})
+            record["fields"][str(f)] = entry
+            d = entry["diameter"]
+            log.info("field %d (%d/%d): nucleus diameter %s (model trained on %s px, covers x%g-%g): %s", f, i,
+                     len(fields), "unknown (too few nuclei)" if d is None else f"{d:.1f} px",
+                     "?" if trained is None else f"{trained[0]:.1f}-{trained[1]:.1f}", covered[0], covered[1],
+                     "not rescaled" if entry["factor"] == 1.0 else f"zoomed by {entry['factor']:.3f} ({entry['source']})")
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
+    return record
+
+
+def read_scales(path) -> dict:
+    """Field -> zoom factor of a record written by :func:`estimate_well_scale` (empty for None)."""
+    if path is None:
+        return {}
+    record = json.loads(open(path).read())
+    return {int(f): float(e["factor"]) for f, e in record["fields"].items()}
