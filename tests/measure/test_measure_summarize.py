@@ -90,3 +90,24 @@ def test_plate_heatmap_places_wells(tmp_path):
     assert np.isnan(grid[0, 1]) and grid[1, 1] == 9
     plate_heatmaps(df, ["DNA"], tmp_path / "qc.png")
     assert (tmp_path / "qc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_plate_heatmap_outlines_and_lists_wells_with_qc_flags(tmp_path, caplog):
+    import logging
+
+    from PIL import Image
+
+    base = {"Metadata_Plate": "P", "Metadata_Row": ["A", "A"], "Metadata_Column": [1, 2], "Metadata_Well": ["A01", "A02"],
+            "Count_Nuclei": [5, 5], "Metadata_QC_SaturatedFields": [0, 0]}
+    clean = pd.DataFrame({**base, "Metadata_QC_EmptyFields": [0, 0]})
+    flagged = pd.DataFrame({**base, "Metadata_QC_EmptyFields": [0, 2]})
+    plate_heatmaps(clean, [], tmp_path / "clean.png")
+    with caplog.at_level(logging.WARNING, logger="plateseg.measure.qc"):
+        plate_heatmaps(flagged, [], tmp_path / "flagged.png")
+    assert any("well A02: 2 empty fields" in m for m in caplog.messages)
+
+    def red(path):
+        px = np.asarray(Image.open(path).convert("RGB")).astype(int)
+        return int(((px[..., 0] > 200) & (px[..., 1] < 60) & (px[..., 2] < 60)).sum())
+
+    assert red(tmp_path / "clean.png") == 0 and red(tmp_path / "flagged.png") > 50

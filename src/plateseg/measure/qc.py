@@ -12,7 +12,10 @@ import pandas as pd  # noqa: E402
 
 from plateseg.io.files import atomic_path  # noqa: E402
 
-__all__ = ["plate_grid", "plate_heatmaps", "importance_figure"]
+__all__ = ["plate_grid", "qc_flags", "plate_heatmaps", "importance_figure"]
+
+# per-well QC columns of the summary (plateseg.measure.summarize) and how a flagged well is marked
+QC_COLUMNS = {"Metadata_QC_EmptyFields": "empty", "Metadata_QC_SaturatedFields": "saturated"}
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +38,29 @@ def plate_grid(summary: pd.DataFrame, column: str) -> tuple[np.ndarray, list[str
     return grid, rows, cols
 
 
+def qc_flags(summary: pd.DataFrame) -> dict:
+    """Well -> what its QC columns flag (``"1 empty field, 2 saturated fields"``), for flagged wells only.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"Metadata_Well": ["A01", "A02"], "Metadata_QC_EmptyFields": [0, 1],
+    ...                    "Metadata_QC_SaturatedFields": [0, 2]})
+    >>> qc_flags(df)
+    {'A02': '1 empty field, 2 saturated fields'}
+    """
+    flags = {}
+    for r in summary.to_dict("records"):
+        parts = [f"{int(r[c])} {name} field{'s' if int(r[c]) != 1 else ''}" for c, name in QC_COLUMNS.items()
+                 if c in r and pd.notna(r[c]) and int(r[c]) > 0]
+        if parts:
+            flags[r["Metadata_Well"]] = ", ".join(parts)
+    return flags
+
+
 def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
-    """Write a PNG with plate heat maps of the nucleus count and each channel's mean intensity."""
+    """Write a PNG with plate heat maps of the nucleus count and each channel's mean intensity; wells with QC
+    flags (:func:`qc_flags`) are outlined in red and listed under the maps."""
+    flags = qc_flags(summary)
     panels = [("Count_Nuclei", "Nuclei per well")]
     panels += [
         (f"Mean_Nuclei_Intensity_MeanIntensity_{ch}", f"Mean {ch} intensity in nuclei")
@@ -53,10 +77,19 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
                 ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="w", fontsize=8)
+        for r in summary.itertuples():
+            if getattr(r, "Metadata_Well", None) in flags:
+                i, j = rows.index(r.Metadata_Row), cols.index(int(r.Metadata_Column))
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
         fig.colorbar(im, ax=ax, shrink=0.8)
     plate = summary["Metadata_Plate"].iloc[0] if "Metadata_Plate" in summary.columns else ""
     fig.suptitle(f"Plate {plate}")
-    fig.tight_layout()
+    if flags:
+        fig.text(0.01, 0.01, "QC (red outline): " + "; ".join(f"{w} {t}" for w, t in sorted(flags.items())),
+                 fontsize=8, color="red", wrap=True)
+        for well, text in sorted(flags.items()):
+            log.warning("well %s: %s (Metadata_QC_* columns of the per-well CSV)", well, text)
+    fig.tight_layout(rect=(0, 0.06 if flags else 0, 1, 1))
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
