@@ -388,3 +388,48 @@ def test_lint_is_clean(plate_workdir):
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0 and "Congratulations" in out, out
 
+
+@pytest.mark.parametrize("engine, well", [("unet", "A01"), ("maskrcnn", "A02")])
+def test_sigkill_mid_inference_then_rerun_gives_identical_tables(plate_workdir, engine, well):
+    """A real SIGKILL of snakemake and its infer job in the middle of the job, then --unlock and a rerun: the job
+    resumes its partial store, and every table is byte-identical to the uninterrupted run's (resuming at a later
+    tile is tested in tests/pipeline/test_inference.py)."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from support import REPO, SNAKEMAKE
+
+    from plateseg.pipeline.infer import partial_path
+
+    work = plate_workdir
+    res = work / "results" / "DEMO"
+    reference = {p.relative_to(res): p.read_bytes() for p in [*(res / "wells").glob("*.csv"), res / "plate_summary.csv",
+                                                               res / well / "objects.parquet"]}
+    out = res / well / f"{engine}.zarr"
+    log = work / "logs" / "DEMO" / well / f"infer_{engine}.log"
+    shutil.rmtree(out)
+    log.unlink()
+    cmd = [SNAKEMAKE, "--snakefile", str(REPO / "Snakefile"), "--directory", str(work), "--configfile",
+           str(work / "config.yaml"), "--cores", "1", str(out.relative_to(work))]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    # the job has opened its partial store and started on the tiles (4 tiles of a tiny model go in one batch,
+    # so the kill lands between the first and the last write, or before the first)
+    while not (partial_path(out) / "progress.json").is_file():
+        assert proc.poll() is None and time.monotonic() < deadline, "the job ended (or hung) before its tiles"
+        time.sleep(0.005)
+    os.killpg(proc.pid, signal.SIGKILL)  # snakemake and its job, as a scheduler kills a job
+    proc.wait()
+    assert not out.exists() and partial_path(out).is_dir()
+    run_snakemake(work, "--unlock")
+    # the killed job's output first (a rerun of the whole plate would only rerun it if asked to: the tables
+    # downstream of it are still there), then everything after it
+    run_snakemake(work, "--rerun-incomplete", str(out.relative_to(work)))
+    text = log.read_text()
+    assert "resuming the partial store" in text, text
+    assert out.is_dir() and not partial_path(out).exists()
+    run_snakemake(work)
+    for rel, content in reference.items():
+        assert (res / rel).read_bytes() == content, rel
