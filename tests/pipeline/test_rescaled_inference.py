@@ -91,3 +91,17 @@ def test_rescale_none_or_a_number_needs_no_model(large_nuclei, tmp_path):
     assert estimate_well_scale(d / "image.zarr", tmp_path / "a.json", "none")["fields"]["1"]["factor"] == 1.0
     record = estimate_well_scale(d / "image.zarr", tmp_path / "b.json", 0.25)
     assert record["fields"]["1"] == {"diameter": None, "factor": 0.25, "source": "config"}
+
+
+def test_a_model_that_records_its_pixel_size_is_zoomed_by_the_plate_pixel_size(tmp_path, caplog):
+    from plateseg.engines.unet import build_unet, checkpoint_meta, save_checkpoint
+
+    small = dict(encoder_name="resnet18", encoder_depth=3, decoder_channels=(16, 8, 8), crop_size=32, pixel_size=0.5)
+    save_checkpoint(tmp_path / "model.pt", build_unet("resnet18", 3, small["decoder_channels"]), checkpoint_meta(small))
+    write_well_image(tmp_path / "image.zarr", {1: np.zeros((1, 64, 64), np.uint16)}, ["DNA"], 32, 1.0)
+    with caplog.at_level(logging.INFO, logger="plateseg.pipeline.scale"):
+        record = estimate_well_scale(tmp_path / "image.zarr", tmp_path / "scale.json", "auto",
+                                     checkpoint=tmp_path / "model.pt", watershed=WATERSHED, pixel_size=1.0)
+    # plate pixels twice as large as the model's: the field is shown at twice its size
+    assert record["fields"]["1"]["factor"] == 2.0 and record["fields"]["1"]["source"] == "pixel size"
+    assert any("zoomed by 2.000 (pixel size)" in m for m in caplog.messages)
