@@ -52,13 +52,13 @@ def main(argv=None):
     from scipy import ndimage as ndi
 
     from plateseg.engines import unet
-    from plateseg.engines.scale import median_diameter, model_scale
+    from plateseg.engines.scale import median_diameter, model_scale, read_scales
     from plateseg.evaluation.matching import dsb_map
     from plateseg.evaluation.metrics import evaluate_dataset
     from plateseg.io.annotated import load_annotated
     from plateseg.io.ngff import read_labels, write_well_image
     from plateseg.pipeline.infer import infer_well_maps
-    from plateseg.pipeline.scale import estimate_well_scale, read_scales
+    from plateseg.pipeline.scale import estimate_well_scale
     from plateseg.pipeline.watershed import watershed_well
 
     set_dir = Path(args.set_dir)
@@ -87,8 +87,7 @@ def main(argv=None):
             work.mkdir(parents=True)
             write_well_image(work / "image.zarr", {1: img[None]}, ["DNA"], 256, 1.0)
             t0 = time.perf_counter()
-            record = estimate_well_scale(work / "image.zarr", work / "scale.json", "auto", checkpoint=checkpoint,
-                                         watershed=ws)
+            record = estimate_well_scale(work / "image.zarr", work / "scale.json", "auto", checkpoint=checkpoint)
             t_est = time.perf_counter() - t0
             entry = record["fields"]["1"]
             row = {"image": image_id, "zoom": z, "true_diameter": median_diameter(gt),

@@ -14,7 +14,8 @@ from scipy import ndimage as ndi
 from plateseg.evaluation.matching import dsb_map
 from plateseg.io.ngff import read_labels, write_well_image
 from plateseg.pipeline.infer import infer_well_instances, infer_well_maps
-from plateseg.pipeline.scale import estimate_well_scale, read_scales
+from plateseg.engines.scale import read_scales
+from plateseg.pipeline.scale import estimate_well_scale
 from plateseg.pipeline.watershed import watershed_well
 
 from support import REPO
@@ -41,8 +42,7 @@ def large_nuclei(tmp_path_factory):
 def test_the_diameter_is_measured_and_the_field_zoomed_to_the_model_scale(large_nuclei, caplog):
     d, truth = large_nuclei
     with caplog.at_level(logging.INFO, logger="plateseg.pipeline.scale"):
-        record = estimate_well_scale(d / "image.zarr", d / "scale.json", "auto", checkpoint=SET / "unet.pt",
-                                     watershed=WATERSHED)
+        record = estimate_well_scale(d / "image.zarr", d / "scale.json", "auto", checkpoint=SET / "unet.pt")
     true_d = 2 * np.sqrt(np.median(np.bincount(truth.ravel())[1:]) / np.pi)
     field = record["fields"]["1"]
     assert abs(field["diameter"] - true_d) < 0.35 * true_d, (field, true_d)
@@ -101,7 +101,7 @@ def test_a_model_that_records_its_pixel_size_is_zoomed_by_the_plate_pixel_size(t
     write_well_image(tmp_path / "image.zarr", {1: np.zeros((1, 64, 64), np.uint16)}, ["DNA"], 32, 1.0)
     with caplog.at_level(logging.INFO, logger="plateseg.pipeline.scale"):
         record = estimate_well_scale(tmp_path / "image.zarr", tmp_path / "scale.json", "auto",
-                                     checkpoint=tmp_path / "model.pt", watershed=WATERSHED, pixel_size=1.0)
+                                     checkpoint=tmp_path / "model.pt", pixel_size=1.0)
     # plate pixels twice as large as the model's: the field is shown at twice its size
     assert record["fields"]["1"]["factor"] == 2.0 and record["fields"]["1"]["source"] == "pixel size"
     assert any("zoomed by 2.000 (pixel size)" in m for m in caplog.messages)

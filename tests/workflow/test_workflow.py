@@ -27,7 +27,7 @@ from support import dry_run_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-WELL_RULES = {"ingest", "segment_classical", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"}
+WELL_RULES = {"ingest", "segment_classical", "estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
 TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "train_unet_fold", "train_maskrcnn_fold", "cross_validate_unet", "oof_candidates",
                   "train_picker", "cross_validate_ensemble"}
@@ -309,21 +309,26 @@ def test_pretrained_checkpoint_replaces_training(plate_workdir):
                 models__maskrcnn="models/nuclei_maskrcnn.pt", models__picker="models/picker.json")
     shutil.rmtree(work / "results" / "models")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"} | PLATE_RULES, jobs
+    # a new U-Net checkpoint: each field's scale is measured again with it
+    assert {rule for rule, _ in jobs} == {"estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure",
+                                          "summarize_well"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
     # the U-Net alone needs no picker: the workflow loads with models.picker null (it did not, issue 13)
     edit_config(work, segmentation__method="unet", models__picker=None, evaluation__compare=[])
-    assert {rule for rule, _ in planned_jobs(work)} == {"infer_unet", "watershed", "measure", "summarize_well"} | PLATE_RULES
+    assert {rule for rule, _ in planned_jobs(work)} == {"estimate_scale", "infer_unet", "watershed", "measure",
+                                                        "summarize_well"} | PLATE_RULES
 
-    # a corrupt checkpoint stops infer_unet before any tile, naming the file, in the rule's own log
+    # a corrupt checkpoint stops the first rule that loads it (estimate_scale, before any inference), naming the
+    # file, in the rule's own log
     (work / "models" / "broken.pt").write_text("this is a text file renamed .pt\n")
     edit_config(work, models__unet="models/broken.pt")
     proc = run_snakemake(work, check=False)
     assert proc.returncode != 0
-    failed = [p.parent.name for p in (work / "logs" / "DEMO").glob("*/infer_unet.log")
+    failed = [p.parent.name for p in (work / "logs" / "DEMO").glob("*/estimate_scale.log")
               if "models/broken.pt: not a readable plateseg-unet checkpoint" in p.read_text()]
-    assert failed and not [w for w in failed if (work / "results" / "DEMO" / w / "unet.zarr").exists()]
+    assert failed and not [w for w in failed if (work / "results" / "DEMO" / w / "scale.json").exists()
+                           or (work / "results" / "DEMO" / w / "unet.zarr").exists()]
 
     edit_config(work, models__unet="models/missing.pt")
     proc = run_snakemake(work, "--dry-run", check=False)

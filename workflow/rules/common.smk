@@ -203,9 +203,9 @@ def model_checkpoint(engine):
 
 
 def scale_engine():
-    """The engine whose first pass measures the nucleus diameter for estimate_scale -- the U-Net when the
-    method uses it, else the Mask R-CNN."""
-    return "maskrcnn" if config["segmentation"]["method"] == "maskrcnn" else "unet"
+    """The engine whose probes measure the nucleus diameter for estimate_scale -- the U-Net whenever it runs
+    (final method or evaluation.compare), else the Mask R-CNN."""
+    return "unet" if {"unet", "ensemble"} & set(evaluated_labelsets()) else "maskrcnn"
 
 
 def scale_inputs(wildcards):

@@ -32,8 +32,6 @@ rule estimate_scale:
     params:
         rescale=config["segmentation"]["rescale"],
         engine=scale_engine(),
-        watershed=dict(watershed_settings(config), mode="centre"),
-        detection=maskrcnn_detection(config),
         channel=list(config["channels"]["names"]).index(config["channels"]["nuclear"]),
         tile_size=config["tiling"]["tile_size"],
         halo=config["tiling"]["halo"],

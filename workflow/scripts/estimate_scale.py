@@ -6,6 +6,6 @@ from plateseg.pipeline.scale import estimate_well_scale
 setup_logging(snakemake.log[0])
 p = snakemake.params
 estimate_well_scale(snakemake.input.image, snakemake.output[0], p.rescale, checkpoint=snakemake.input.get("model"),
-                    engine=p.engine, watershed=p.watershed, detection=p.detection, channel=p.channel,
+                    engine=p.engine, channel=p.channel,
                     tile_size=p.tile_size, halo=p.halo, batch_size=p.batch_size, pixel_size=p.pixel_size,
                     threads=snakemake.threads)

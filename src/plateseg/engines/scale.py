@@ -20,8 +20,8 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "zoom_image", "resize_maps",
-           "resize_labels", "scaled_watershed"]
+__all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "read_scales",
+           "zoom_image", "resize_maps", "resize_labels", "scaled_watershed"]
 
 # zoom range a model is taken to cover when its checkpoint records none (the engines' default augmentation)
 DEFAULT_COVERED = (0.8, 1.25)
@@ -109,6 +109,23 @@ def model_scale(meta: dict) -> tuple:
     trained = None if trained is None else (float(trained[0]), float(trained[1]))
     pixel = meta.get("pixel_size")
     return trained, None if pixel is None else float(pixel), covered
+
+
+def read_scales(path) -> dict:
+    """Field -> zoom of a well's record (``scale.json`` of rule estimate_scale); empty for None.
+
+    Examples
+    --------
+    >>> read_scales(None)
+    {}
+    """
+    import json
+
+    if path is None:
+        return {}
+    with open(path) as fh:
+        record = json.load(fh)
+    return {int(f): float(e["factor"]) for f, e in record["fields"].items()}
 
 
 def zoom_image(image, factor: float) -> np.ndarray:

@@ -218,7 +218,7 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     attrs : dict, optional
         Extra metadata stored under ``"plateseg"``.
     scales : dict, optional
-        Field -> zoom (:func:`plateseg.pipeline.scale.read_scales`): a field with a zoom other than 1 is
+        Field -> zoom (:func:`plateseg.engines.scale.read_scales`): a field with a zoom other than 1 is
         zoomed, predicted whole (resumed per field, not per tile) and its maps resized back to the field; the
         zooms are stored in the attrs (``scale``) for the steps after inference.
     on_tile_written : callable, optional
@@ -423,7 +423,7 @@ def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int
     threads : int, optional
         torch CPU threads.
     scale : path-like, optional
-        The well's zoom record (rule estimate_scale, :func:`plateseg.pipeline.scale.read_scales`).
+        The well's zoom record (rule estimate_scale, :func:`plateseg.engines.scale.read_scales`).
     **kwargs
         ``tile_size``, ``halo``, ``batch_size``, ``pixel_size``, ``attrs`` as :func:`infer_well_maps`.
 
@@ -437,8 +437,8 @@ def infer_well(engine: str, image, checkpoint, out, table_out=None, channel: int
     infer_well("unet", "results/P/A01/image.zarr", "results/models/unet/all.pt",
                    "results/P/A01/unet.zarr", channel=0, tile_size=256, halo=32)
     """
+    from plateseg.engines.scale import read_scales
     from plateseg.pipeline.run import torch_device
-    from plateseg.pipeline.scale import read_scales
 
     if engine not in ("unet", "maskrcnn"):
         raise ValueError(f"unknown engine {engine!r} (unet or maskrcnn)")

@@ -2,12 +2,12 @@
 
 ``segmentation.rescale`` chooses: ``auto`` measures each field's nucleus diameter near its centre with the
 engine at the zooms :data:`PROBE_ZOOMS` (each probe the central 512 / zoom px zoomed to about 512 px): the
-median equivalent diameter of its instances at the zoom where it is most confident (a U-Net trained on 20-px
-nuclei cuts 130-px ones into fragments of uncertain centres at zoom 1, and finds them whole and sure at zoom
-0.25); fields whose nuclei the model does not cover are zoomed (:func:`plateseg.engines.scale.scale_factor`).
+diameter at the zoom where the engine is most confident (a U-Net trained on 20-px nuclei cuts 130-px ones into
+fragments of uncertain centres at zoom 1, and finds them whole and sure at zoom 0.25); fields whose nuclei the
+model does not cover are zoomed (:func:`plateseg.engines.scale.scale_factor`).
 A model that records its pixel size is instead zoomed by the ratio of the plate's pixel size to it; a number is
 one zoom for every field; ``none`` never rescales. The record (``scale.json``) is read by both engines'
-inference (:func:`read_scales`).
+inference (:func:`plateseg.engines.scale.read_scales`).
 """
 from __future__ import annotations
 
@@ -18,22 +18,29 @@ import numpy as np
 
 from plateseg.io.files import atomic_path
 
-__all__ = ["PROBE_ZOOMS", "estimate_well_scale", "read_scales"]
+__all__ = ["PROBE_ZOOMS", "PROBE_UNET", "PROBE_MASKRCNN", "estimate_well_scale"]
 
 log = logging.getLogger(__name__)
 
 
 PROBE_ZOOMS = (2.0, 1.0, 0.5, 0.25)
+# the probes' settings (U-Net: foreground threshold and centre peaks; Mask R-CNN: detection), fixed (those chosen
+# with the shipped set) so that tuning watershed.* or maskrcnn.* never changes the zoom and so never reruns inference
+PROBE_UNET = {"fg_threshold": 0.7, "peak_threshold": 0.3, "peak_min_distance": 5}
+PROBE_MASKRCNN = {"score_threshold": 0.9, "mask_threshold": 0.5, "min_area": 30}
 
 
 def _probe(engine, model, meta, arr, channel, crop, settings, tile_size, halo, batch_size, zoom):
-    """``(median nucleus diameter in field pixels or None, confidence)`` of ``engine``'s instances of the
-    central ``crop / zoom`` pixels of field ``arr`` zoomed by ``zoom`` (so every probe sees about ``crop`` x
-    ``crop`` pixels, and many nuclei when they are large). Confidence: the mean over instances of the centre
-    heatmap's peak (U-Net) or of the detection score (Mask R-CNN); it is highest at the zoom where the nuclei
-    look like the training ones."""
-    from scipy import ndimage as ndi
+    """``(nucleus diameter in field pixels or None, confidence)`` of the central ``crop / zoom`` pixels of field
+    ``arr`` zoomed by ``zoom`` (so every probe sees about ``crop`` x ``crop`` pixels, and many nuclei when they
+    are large).
 
+    U-Net: the nuclei are the peaks of the centre heatmap within the foreground, the diameter that of a disc of
+    the foreground area per nucleus, the confidence the mean peak height. Mask R-CNN: the median equivalent
+    diameter of its instances, the confidence their mean score. The confidence is highest at the zoom where the
+    nuclei look like the training ones. Fewer than 5 nuclei: no estimate. (No watershed: the scale, and so
+    inference, does not depend on the watershed's code or settings.)
+    """
     from plateseg.engines.scale import median_diameter, zoom_image
 
     h, w = arr.shape[-2:]
@@ -44,24 +51,27 @@ def _probe(engine, model, meta, arr, channel, crop, settings, tile_size, halo, b
     if min(img.shape[-2:]) < 32:
         return None, 0.0
     if engine == "unet":
+        from skimage.feature import peak_local_max
+
         from plateseg.engines.unet import predict_maps
-        from plateseg.segment.watershed import instances_from_maps
 
         maps = predict_maps(model, meta, img, tile_size, halo, batch_size, channels=[0])
-        labels = instances_from_maps(maps, **settings)
-        ids = np.unique(labels)[1:]
-        confidence = float(np.mean(ndi.maximum(maps[2], labels, ids))) if len(ids) else 0.0
-    else:
-        from plateseg.engines.maskrcnn import predict_instances
+        fg = maps[0] > settings["fg_threshold"]
+        peaks = peak_local_max(maps[2], min_distance=settings["peak_min_distance"],
+                               threshold_abs=settings["peak_threshold"], labels=fg.astype(np.int32),
+                               exclude_border=False)
+        if len(peaks) < 5:
+            return None, 0.0
+        d = 2.0 * np.sqrt(fg.sum() / len(peaks) / np.pi)
+        return float(d / zoom), float(maps[2][tuple(peaks.T)].mean())
+    from plateseg.engines.maskrcnn import predict_instances
 
-        labels, table = predict_instances(model, meta, img, tile_size, halo, batch_size, channels=[0], **settings)
-        confidence = float(table["score"].mean()) if len(table) else 0.0
+    labels, table = predict_instances(model, meta, img, tile_size, halo, batch_size, channels=[0], **settings)
     d = median_diameter(labels)
-    return (None, 0.0) if d is None else (d / zoom, confidence)
+    return (None, 0.0) if d is None else (d / zoom, float(table["score"].mean()))
 
 
-def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str = "unet", watershed=None,
-                        detection=None, channel: int = 0,
+def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str = "unet", channel: int = 0,
                         tile_size: int = 256, halo: int = 64, batch_size: int = 4, pixel_size: float | None = None,
                         threads: int | None = None, crop: int = 512) -> dict:
     """Rule estimate_scale: the zoom of every field of a well before inference, written as JSON to ``out``.
@@ -77,10 +87,7 @@ def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str
     checkpoint : path-like, optional
         The measuring engine's checkpoint (needed for ``auto``).
     engine : {"unet", "maskrcnn"}
-        The engine of the first pass.
-    watershed, detection : dict, optional
-        Settings of the first pass: the U-Net's watershed (:func:`plateseg.segment.watershed.instances_from_maps`)
-        or the Mask R-CNN's detection (``score_threshold``, ``mask_threshold``, ``min_area``).
+        The engine of the probes (:data:`PROBE_UNET` or :data:`PROBE_MASKRCNN`).
     channel : int
         The nuclear channel.
     tile_size, halo, batch_size : int
@@ -114,7 +121,7 @@ def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str
 
         module = importlib.import_module(f"plateseg.engines.{engine}")
         model, meta = module.load_checkpoint(checkpoint, torch_device(threads))
-        settings = dict(watershed or {}) if engine == "unet" else dict(detection or {})
+        settings = dict(PROBE_UNET if engine == "unet" else PROBE_MASKRCNN)
         trained, model_px, covered = model_scale(meta)
         record["model"] = {"checkpoint": str(checkpoint), "engine": engine, "trained_diameters": trained, "covered_zoom": covered,
                            "pixel_size": model_px}
@@ -143,11 +150,3 @@ def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True))
     return record
-
-
-def read_scales(path) -> dict:
-    """Field -> zoom factor of a record written by :func:`estimate_well_scale` (empty for None)."""
-    if path is None:
-        return {}
-    record = json.loads(open(path).read())
-    return {int(f): float(e["factor"]) for f, e in record["fields"].items()}
