@@ -65,28 +65,46 @@ TABLE = [("DSB mAP", "mean_dsb_map"), ("Dice", "mean_dice"), ("Precision@0.7", "
          ("AP50", "coco_AP50"), ("AP75", "coco_AP75"), ("F1@0.5", "pooled_f1_50"), ("n pred", "total_n_pred")]
 
 
-def tune_pick(table, labels, truths, picker_params, log):
+def tune_pick(table, labels, truths, picker_params, log, types=None):
     """``(min_iou, nms_iou, grid)``: the pick thresholds of the best DSB mAP on annotated images whose
-    candidates' IoUs are each predicted by a picker trained on the other images (5 groups of images), so
-    that no image is scored by a picker that saw it. ``table``/``labels`` are
-    :func:`plateseg.pipeline.candidates.image_candidates` outputs, ``truths`` the true labels in image order."""
+    candidates' IoUs are each predicted by a picker trained on the other images, so that no image is scored
+    by a picker that saw it. ``table``/``labels`` are :func:`plateseg.pipeline.candidates.image_candidates`
+    outputs, ``truths`` the true labels in image order.
+
+    Without ``types`` the images are dealt into 5 groups and the score is the mean over images. With
+    ``types`` (image id -> acquisition type), each type is held out in turn (the picker never saw the type
+    of the images it predicts, as on a user's new microscope) and the score is the mean over types of the
+    per-type mAP, so that one frequent type does not choose the thresholds for all."""
+    import numpy as np
+
     from plateseg.ensemble.pick import pick
     from plateseg.ensemble.picker import cross_validated_predictions
-    from plateseg.evaluation.metrics import dsb_map_dataset
+    from plateseg.evaluation.metrics import dsb_map
 
     table = table.copy()
-    group = {image_id: k % 5 for k, image_id in enumerate(sorted(table["image"].unique()))}
+    images = sorted(table["image"].unique())
+    group = ({image_id: k % 5 for k, image_id in enumerate(images)} if types is None
+             else {image_id: types[image_id] for image_id in images})
     table["group"] = table["image"].map(group)
     table["predicted_iou"] = cross_validated_predictions(table, picker_params, group="group")
     by_image = dict(tuple(table.groupby("image")))
+    truth_of = dict(zip(labels, truths))
     grid = []
     for min_iou in (0.3, 0.4, 0.5, 0.6):
         for nms_iou in (0.2, 0.3, 0.5):
-            preds = [pick(labels[i], by_image[i], min_iou=min_iou, nms_iou=nms_iou)[0] for i in labels]
-            score = dsb_map_dataset(zip(truths, preds), tie="gt")
-            grid.append({"min_iou": min_iou, "nms_iou": nms_iou, "val_dsb_map": score})
-            log.info("validation: min_iou %.1f nms_iou %.1f -> mAP %.4f", min_iou, nms_iou, score)
-    best = max(grid, key=lambda r: r["val_dsb_map"])
+            per_image = {i: dsb_map(truth_of[i], pick(labels[i], by_image[i], min_iou=min_iou, nms_iou=nms_iou)[0],
+                                    tie="gt") for i in labels}
+            row = {"min_iou": min_iou, "nms_iou": nms_iou, "val_dsb_map": float(np.mean(list(per_image.values())))}
+            if types is not None:
+                by_type = {}
+                for i, v in per_image.items():
+                    by_type.setdefault(types[i], []).append(v)
+                row.update({f"map_{t}": float(np.mean(v)) for t, v in sorted(by_type.items())})
+                row["val_type_mean_map"] = float(np.mean([np.mean(v) for v in by_type.values()]))
+            grid.append(row)
+            log.info("validation: min_iou %.1f nms_iou %.1f -> mAP %.4f%s", min_iou, nms_iou, row["val_dsb_map"],
+                     "" if types is None else f", mean over types {row['val_type_mean_map']:.4f}")
+    best = max(grid, key=lambda r: r["val_dsb_map" if types is None else "val_type_mean_map"])
     return best["min_iou"], best["nms_iou"], grid
 
 

@@ -58,7 +58,7 @@ def parse_args(argv=None):
                     help="run only these stages (repeatable; default: all, skipping finished ones)")
     ap.add_argument("--set-dir", default=str(SET_DIR), help="where the exported set goes")
     ap.add_argument("--unet-minutes", type=float, default=60.0, help="wall-time budget of U-Net training")
-    ap.add_argument("--maskrcnn-minutes", type=float, default=65.0, help="wall-time budget of Mask R-CNN training")
+    ap.add_argument("--maskrcnn-minutes", type=float, default=130.0, help="wall-time budget of Mask R-CNN training")
     ap.add_argument("--loto-minutes", type=float, default=4.0,
                     help="wall-time budget of each leave-one-type-out U-Net")
     ap.add_argument("--loto-types", type=int, default=3, help="how many of the largest image types are left out")
@@ -177,7 +177,8 @@ def stage_ensemble(args, run):
     t0 = time.perf_counter()
     val_table, val_labels = image_candidates(val, engines["unet"], engines["maskrcnn"], TILE, HALO, 2, watershed,
                                              detection, "cpu", name="picker split")
-    min_iou, nms_iou, pick_grid = tune_pick(val_table, val_labels, val_truths, picker_params, log)
+    types = picker_types(val)
+    min_iou, nms_iou, pick_grid = tune_pick(val_table, val_labels, val_truths, picker_params, log, types=types)
     picker = train_picker(val_table, params=picker_params, log=log)
     picker.save(ens / "picker.json")
     picker.importances().to_csv(ens / "importances.csv", index=False)
@@ -203,7 +204,10 @@ def stage_ensemble(args, run):
     record = {
         "watershed": watershed, "watershed_val_map": ws_val, "detection": detection,
         "detection_val_map": best_thr["val_dsb_map"], "ensemble": {"min_iou": min_iou, "nms_iou": nms_iou},
-        "pick_val_map": max(r["val_dsb_map"] for r in pick_grid), "classical": cl_settings,
+        "pick_val_map": next(r["val_type_mean_map"] for r in pick_grid
+                             if (r["min_iou"], r["nms_iou"]) == (min_iou, nms_iou)),
+        "pick_types": {k: int(v) for k, v in pd.Series(list(types.values())).value_counts().items()},
+        "classical": cl_settings,
         "classical_grid_map": cl_grid_map, "n_test": len(test), "n_val": len(val), "n_train": len(train),
         "n_test_objects": int(sum(len(np.unique(g)) - 1 for g in truths.values())),
         "n_val_candidates": len(val_table), "n_test_candidates": len(test_table),
@@ -211,6 +215,15 @@ def stage_ensemble(args, run):
         "machine": run.machine_text(), "tile": TILE, "halo": HALO,
     }
     (ens / "run.json").write_text(json.dumps(record, indent=1, default=str))
+
+
+def picker_types(items, min_images: int = 8) -> dict:
+    """Image id -> type (:func:`image_type`) of the picker split, types of fewer than ``min_images`` as "other"."""
+    import pandas as pd
+
+    kinds = {it[0]: image_type(it[1]) for it in items}
+    counts = pd.Series(list(kinds.values())).value_counts()
+    return {i: k if counts[k] >= min_images else "other" for i, k in kinds.items()}
 
 
 def image_type(image) -> str:
@@ -296,14 +309,6 @@ what a new acquisition type costs; the gap to the shipped U-Net mixes that with 
     (folder / "card.md").write_text(text)
 
 
-def nucleus_diameter(masks) -> float:
-    """Median equivalent diameter (pixels) of the objects of ``masks``: the scale a set was trained at."""
-    import numpy as np
-
-    areas = np.concatenate([np.bincount(np.asarray(m).ravel())[1:] for m in masks])
-    return float(np.median(2.0 * np.sqrt(areas[areas > 0] / np.pi)))
-
-
 def stage_export(args, run):
     """The set in ``--set-dir``: fp16 checkpoints, picker, settings.yaml and the model card."""
     import shutil
@@ -312,17 +317,19 @@ def stage_export(args, run):
     import yaml
 
     from plateseg.engines import maskrcnn, unet
+    from plateseg.engines.scale import diameter_record
     from plateseg.pipeline.bench import relative_path, table_markdown
 
     out, log, dest = Path(args.out), run.log, Path(args.set_dir)
     ens = json.loads((out / "ensemble" / "run.json").read_text())
     _, test, val, train, _ = split(args)
-    diameter = nucleus_diameter([it[2] for it in train])
+    diameters = diameter_record([it[2] for it in train])
+    diameter, (d_low, d_high) = diameters["nucleus_diameter"], diameters["nucleus_diameter_range"]
     dest.mkdir(parents=True, exist_ok=True)
     info = {}
     for name, mod in (("unet", unet), ("maskrcnn", maskrcnn)):
         model, meta = mod.load_checkpoint(out / f"{name}.pt", "cpu")
-        meta.update(model_set=dest.name, nucleus_diameter=round(diameter, 2), kept_out_fold=args.fold,
+        meta.update(model_set=dest.name, **diameters, kept_out_fold=args.fold,
                     kept_out_ids=meta.pop("test_ids"), licence="CC0-1.0 (training data: DSB2018 stage1_train)")
         meta.pop("state_dict", None)
         mod.save_checkpoint(dest / f"{name}.pt", model, meta, half=True)
@@ -374,8 +381,11 @@ fluorescence images. What the workflow uses with `models.source: pretrained` (th
 All files together: {sum(sizes.values()) / 1e6:.1f} MB.
 
 Both engines: 1 input channel (the nuclear stain), normalised per image by the {u['normalization']['p_low']} /
-{u['normalization']['p_high']} percentiles; trained at a median nucleus diameter of **{diameter:.1f} px** (recorded in
-each checkpoint as `nucleus_diameter`; the DSB2018 images have no pixel size, so `pixel_size` is null).
+{u['normalization']['p_high']} percentiles; trained at a median nucleus diameter of **{diameter:.1f} px**, the
+training images' median diameters spanning {d_low:.1f}-{d_high:.1f} px (5th-95th percentile; recorded in each
+checkpoint as `nucleus_diameter` and `nucleus_diameter_range`; the DSB2018 images have no pixel size, so
+`pixel_size` is null). With `segmentation.rescale: auto` (the default) a field whose nuclei lie outside that
+range times the scale augmentation's zoom range is zoomed to it before inference (rule `estimate_scale`).
 
 ## Training data
 
@@ -396,15 +406,19 @@ Split (`plateseg.pipeline.bench.dsb_split`, groups of near-duplicate crops kept 
 ```
 
 Resumable (rerun the same command: finished stages are skipped, training resumes after its last chunk), seeded
-(`--seed {args.seed}`). Stages and their outputs: `bench/train_shipped.py` docstring.
+(`--seed {args.seed}`). Stages and their outputs: `bench/train_shipped.py` docstring. The budgets are wall time
+(`--unet-minutes {args.unet_minutes:g}`, `--maskrcnn-minutes {args.maskrcnn_minutes:g}`), so the step counts
+below depend on the machine and on whether the engines train side by side (`--stage unet` and `--stage maskrcnn`
+in two processes with `--threads 1`, as for this set) or one after the other.
 
 - U-Net: {training_text(u)}; crops {u['params']['crop_size']} px, batch {u['params']['batch_size']}, AdamW, warm-up +
   cosine per chunk.
 - Mask R-CNN: {training_text(m)}; crops {m['params']['crop_size']} px, batch {m['params']['batch_size']}.
 - Augmentation (both): {aug}.
 - Chosen on the picker split: watershed {ens['watershed']} (mAP {ens['watershed_val_map']:.3f}); Mask R-CNN
-  {ens['detection']} (mAP {ens['detection_val_map']:.3f}); pick {ens['ensemble']} (mAP {ens['pick_val_map']:.3f}, the
-  picker cross-validated over 5 groups of images).
+  {ens['detection']} (mAP {ens['detection_val_map']:.3f}); pick {ens['ensemble']} (mean over image types of the
+  per-type mAP {ens['pick_val_map']:.3f}, each type's candidates predicted by a picker trained on the other types:
+  {', '.join(f'{k} {v} images' for k, v in ens['pick_types'].items())}).
 - Machine (measured): {ens['machine']}; torch {u['versions']['torch']}.
 
 ## Scores on the kept-out fold
