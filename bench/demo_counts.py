@@ -76,7 +76,7 @@ def main(argv=None):
 `make demo` on the embedded `config.yaml`: the shipped set `models/dsb2018-fluo` (no training) on the real-image
 demo plate `demo/dsb2018-fluo` ({len(table)} wells, {int(rows[0][1]['n_fields'])} fields of DSB2018 fluorescence
 nuclei that no file of the set saw, with their ground truth). Snakemake: **{seconds:.0f} s** ({jobs} jobs), read
-from its log; the set-up of `.venv` is not included. Machine (measured by `plateseg.machine`):
+from its log; the set-up of `.venv` is not included. Machine (measured by `plateseg.machine` when this report was written):
 {machine_text(machine_info())}. Date {_dt.date.today().isoformat()}. Report: `.venv/bin/python bench/demo_counts.py --write`.
 
 Evaluation (`results/DSB/evaluation/{{labelset}}.csv`; means over fields; DSB mAP with IoU > t), best first
