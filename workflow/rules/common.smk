@@ -75,9 +75,10 @@ if UNMATCHED:
     )
 for problem in check_complete(MANIFEST):
     logger.warning(f"plateseg: {problem}")
-Z_PROJECTION = config["input"]["z_projection"]
-MANIFEST = select_plane(MANIFEST, Z_PROJECTION, config["input"]["dir"])
-_stacks = check_single_plane(MANIFEST, ignore=("plane",) if Z_PROJECTION in ("max", "mean") else ())
+# input.z_projection: a plane number selects files here; max / mean (Z_PROJECT) project the planes at ingest
+MANIFEST = select_plane(MANIFEST, config["input"]["z_projection"], config["input"]["dir"])
+Z_PROJECT = config["input"]["z_projection"] if config["input"]["z_projection"] in ("max", "mean") else None
+_stacks = check_single_plane(MANIFEST, ignore=("plane",) if Z_PROJECT else ())
 if _stacks:
     raise ValueError(
         f"plateseg segments one 2-D plane per field and channel, but {len(_stacks)} field/channel position(s) of "
@@ -121,7 +122,7 @@ def well_image_files(wildcards):
 def well_image_table(wildcards):
     """[field, channel, path] of every raw file of one well (ingest params: reruns when files change)."""
     rows = _well_rows(wildcards)
-    if Z_PROJECTION in ("max", "mean") and "plane" in rows:  # one row per plane: [field, channel, path, plane]
+    if Z_PROJECT and "plane" in rows:  # one row per plane: [field, channel, path, plane]
         rows = rows.sort_values(["field", "channel", "plane"])
         return [[int(r.field), str(r.channel), str(r.path), int(r.plane)] for r in rows.itertuples()]
     rows = rows.sort_values(["field", "channel"])

@@ -30,7 +30,7 @@ rule ingest:
         files=well_image_table,
         metadata=well_metadata,
         channels=config["channels"]["names"],
-        z_projection=Z_PROJECTION if Z_PROJECTION in ("max", "mean") else None,
+        z_projection=Z_PROJECT,
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
         code=script_code("ingest"),

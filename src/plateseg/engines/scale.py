@@ -1,13 +1,13 @@
 """The scale an engine sees: a field's nucleus diameter, the zoom to the model's training scale, resizing back.
 
-A model is trained at one scale. Its checkpoint records the median nucleus diameter of its training
-objects (``nucleus_diameter``, pixels), its pixel size when known (``pixel_size``) and the zoom range of
-its scale augmentation (``params.scale_range``): nuclei whose diameter lies within that range of the
-training diameter are what the model learnt. A field with smaller or larger nuclei is zoomed by
-:func:`scale_factor` before inference and the engine's outputs are resized back to the field
-(:func:`resize_maps`, :func:`resize_labels`), so every label image, table and measurement stays in
-the field's own pixels. Pixel-size thresholds of the steps after inference (minimum areas, peak distances)
-are in the model's pixels; :func:`scaled_watershed` converts them.
+A model learns nuclei of the sizes it was trained on. Its checkpoint records them (:func:`diameter_record`):
+the median nucleus diameter of its training objects (``nucleus_diameter``, pixels), the 5th-95th percentiles of
+its training images' median diameters (``nucleus_diameter_range``), its pixel size when known (``pixel_size``),
+and the zoom range of its scale augmentation (``params.scale_range``); together (:func:`model_scale`) they give
+the diameters it covers. A field whose nuclei lie outside is zoomed by :func:`scale_factor` before inference and
+the engine's outputs are resized back to the field (:func:`resize_maps`, :func:`resize_labels`), so every label
+image, table and measurement stays in the field's own pixels. Pixel thresholds of the steps after inference
+(minimum areas, peak distances) are in the model's pixels; :func:`scaled_watershed` converts them.
 
 Examples
 --------
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "read_scales",
-           "zoom_image", "resize_maps", "resize_labels", "scaled_watershed"]
+           "stored_scales", "zoom_image", "resize_maps", "resize_labels", "scaled_watershed"]
 
 # zoom range a model is taken to cover when its checkpoint records none (the engines' default augmentation)
 DEFAULT_COVERED = (0.8, 1.25)
@@ -126,6 +126,14 @@ def read_scales(path) -> dict:
     with open(path) as fh:
         record = json.load(fh)
     return {int(f): float(e["factor"]) for f, e in record["fields"].items()}
+
+
+def stored_scales(store) -> dict:
+    """``{str(field): zoom}`` an inference store (U-Net maps, Mask R-CNN labels) records in its attrs
+    (``plateseg.scale``; empty for a store written without zooms)."""
+    import zarr
+
+    return dict(zarr.open_group(str(store), mode="r").attrs.get("plateseg", {}).get("scale") or {})
 
 
 def zoom_image(image, factor: float) -> np.ndarray:

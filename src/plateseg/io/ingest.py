@@ -165,31 +165,30 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
     the store's attribute ``plateseg_qc`` (``{"empty": [[field, channel], ...], "saturated": [...]}``), which
     the per-well summary turns into ``Metadata_QC_EmptyFields`` / ``Metadata_QC_SaturatedFields``.
     """
-    stacks: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
+    entries: dict[int, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for f in files:
-        stacks[int(f["field"])][str(f["channel"])].append((int(f.get("plane", 1)), str(f["path"])))
-    by_field: dict[int, dict[str, str]] = defaultdict(dict)  # field -> channel -> first file (headers, messages)
-    planes: dict[tuple, list] = {}  # (field, channel) -> files in plane order
-    for field, chans in stacks.items():
-        for c, entries in chans.items():
-            paths = [path for _, path in sorted(entries)]
+        entries[int(f["field"])][str(f["channel"])].append((int(f.get("plane", 1)), str(f["path"])))
+    # field -> channel -> its files in plane order (one unless a z-stack is projected)
+    by_field = {field: {c: [path for _, path in sorted(es)] for c, es in chans.items()}
+                for field, chans in entries.items()}
+    for field, chans in by_field.items():
+        for c, paths in chans.items():
             if len(paths) > 1 and z_projection is None:
                 raise ValueError(f"field {field}, channel {c} has {len(paths)} files ({', '.join(paths)}): set the "
                                  "config key input.z_projection (max, mean or a plane number)")
-            by_field[field][c], planes[field, c] = paths[0], paths
     ids = [str(c) for c in channels]
     for field, chans in sorted(by_field.items()):
         missing = [c for c in ids if c not in chans]
         if missing:
             raise ValueError(
-                f"field {field} lacks channel(s) {missing} (files: {sorted(chans.values())}); "
+                f"field {field} lacks channel(s) {missing} (files: {sorted(p for ps in chans.values() for p in ps)}); "
                 f"config key channels.names lists {ids}"
             )
     shapes, dtypes = {}, {}
     for field, chans in sorted(by_field.items()):
         # read one plane per channel lazily below; take shape/dtype from the TIFF headers first
         for c in ids:
-            for path in planes[field, c]:
+            for path in chans[c]:
                 shape, dtypes[path], raw_shape = _header(path)
                 if len(shape) != 2:
                     raise ValueError(f"{path}: expected a 2-D plane, got shape {raw_shape}")
@@ -205,18 +204,19 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
         for i, (field, chans) in enumerate(sorted(by_field.items()), start=1):
             arr = root[f"{field}/0"]
             for ci, c in enumerate(ids):
-                stack = planes[field, c]
+                stack = chans[c]
                 plane = read_plane(stack[0]) if len(stack) == 1 else project_planes(stack, z_projection)
                 arr[ci] = plane
                 for flag in plane_qc(plane):
                     qc[flag].append([int(field), channels[c]])
                     log.warning("field %d, channel %s (%s) is %s: flagged in Metadata_QC_%sFields", field,
-                                channels[c], chans[c], flag, flag.capitalize())
-            n_planes = max(len(planes[field, c]) for c in ids)
+                                channels[c], ", ".join(chans[c]), flag, flag.capitalize())
+            n_planes = max(len(chans[c]) for c in ids)
             log.info("field %d (%d/%d): %s x %d channels%s", field, i, len(by_field), shapes[field], len(ids),
                      f", {z_projection} projection of {n_planes} planes" if n_planes > 1 else "")
         root.attrs["plateseg_qc"] = qc
         if z_projection is not None:
             root.attrs["plateseg_z_projection"] = {
-                "method": z_projection, "planes": {f"{f}/{c}": len(v) for (f, c), v in sorted(planes.items())}}
+                "method": z_projection,
+                "planes": {f"{f}/{c}": len(by_field[f][c]) for f in sorted(by_field) for c in sorted(by_field[f])}}
     return shapes

@@ -49,15 +49,14 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
                   "picker.json", well + "ensemble.zarr", well + "picks.parquet")
     """
     from plateseg.ensemble.pick import ensemble_field
+    from plateseg.engines.scale import stored_scales
     from plateseg.ensemble.picker import Picker
     from plateseg.io.ngff import list_fields, open_field, read_labels, write_well_labels
-
-    import zarr
 
     model = Picker.load(picker)
     detections = read_table(maskrcnn_table)
     fields = list_fields(maps)
-    scales = zarr.open_group(str(maps), mode="r").attrs.get("plateseg", {}).get("scale") or {}
+    scales = stored_scales(maps)
     picks = []
 
     def picked():

@@ -34,14 +34,12 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
     watershed_well("results/P/A01/unet.zarr", "results/P/A01/unet_labels.zarr",
                        {"mode": "centre"})
     """
-    import zarr
-
-    from plateseg.engines.scale import scaled_watershed
+    from plateseg.engines.scale import scaled_watershed, stored_scales
     from plateseg.io.ngff import segment_well
     from plateseg.segment.watershed import instances_from_maps
 
     settings = dict(settings)
-    scales = zarr.open_group(str(maps), mode="r").attrs.get("plateseg", {}).get("scale") or {}
+    scales = stored_scales(maps)
     by_field = None
     if settings["mode"] == "points":
         table = read_table(points)
