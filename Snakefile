@@ -15,6 +15,7 @@ include: "workflow/rules/segment.smk"
 include: "workflow/rules/ensemble.smk"
 include: "workflow/rules/measure.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/export.smk"
 
 
 rule all:

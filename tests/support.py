@@ -93,14 +93,16 @@ def run_snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.C
 
 
 def dry_run_jobs(out: str) -> Counter:
-    """(rule, well or label set or fold or '') of every job in the output of a snakemake dry run."""
+    """(rule, well or label set or fold or '') of every job in the output of a snakemake dry run (a job of an HCS
+    plate well, wildcards row and column, is given its well as the tests' plates name them: A01)."""
     jobs = Counter()
     for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
         m = re.match(r"(?:local)?rule (\w+):", block.strip())
         if not m or m.group(1) == "all":
             continue
         w = re.search(r"(?:well|labelset|fold)=(\w+)", block)
-        jobs[(m.group(1), w.group(1) if w else "")] += 1
+        rc = re.search(r"row=([A-Z]+), column=(\d+)", block)
+        jobs[(m.group(1), w.group(1) if w else f"{rc.group(1)}{int(rc.group(2)):02d}" if rc else "")] += 1
     return jobs
 
 

@@ -95,7 +95,7 @@ def test_blank_and_saturated_planes_are_kept_and_flagged(tmp_path, caplog):
     qc = dict(zarr.open_group(str(tmp_path / "image.zarr"), mode="r").attrs)["plateseg_qc"]
     assert qc == {"empty": [[2, "DNA"]], "saturated": [[3, "DNA"]]}
     np.testing.assert_array_equal(open_field(tmp_path / "image.zarr", 2)[0], 0)  # kept, not dropped
-    row = summarize_well(pd.DataFrame({"Metadata_Field": []}), {"Metadata_Well": "A01"}, 3, qc=qc)
+    row = summarize_well(pd.DataFrame({"Metadata_Site": []}), {"Metadata_Well": "A01"}, 3, qc=qc)
     assert int(row["Metadata_QC_EmptyFields"].iloc[0]) == 1 and int(row["Metadata_QC_SaturatedFields"].iloc[0]) == 1
 
 

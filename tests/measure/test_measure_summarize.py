@@ -15,18 +15,18 @@ def test_measure_field_hand_made_objects():
     img = np.stack([np.full((20, 30), 10.0), np.zeros((20, 30))])
     img[1][lab == 2] = 5
     df = measure_field(lab, img, ["DNA", "Marker"])
-    assert df["ObjectNumber"].tolist() == [1, 2]
-    assert df["AreaShape_Area"].tolist() == [20, 81]
-    assert df["Location_Center_X"].tolist() == [5.0, 24.0] and df["Location_Center_Y"].tolist() == [3.5, 14.0]
-    assert df["Intensity_IntegratedIntensity_DNA"].tolist() == [200.0, 810.0]
-    assert df["Intensity_MeanIntensity_Marker"].tolist() == [0.0, 5.0]
-    assert df["AreaShape_Solidity"].tolist() == [1.0, 1.0]
-    assert df.loc[1, "AreaShape_Eccentricity"] == pytest.approx(0.0, abs=1e-9)
+    assert df["Metadata_ObjectNumber"].tolist() == [1, 2]
+    assert df["Nuclei_AreaShape_Area"].tolist() == [20, 81]
+    assert df["Nuclei_Location_Center_X"].tolist() == [5.0, 24.0] and df["Nuclei_Location_Center_Y"].tolist() == [3.5, 14.0]
+    assert df["Nuclei_Intensity_IntegratedIntensity_DNA"].tolist() == [200.0, 810.0]
+    assert df["Nuclei_Intensity_MeanIntensity_Marker"].tolist() == [0.0, 5.0]
+    assert df["Nuclei_AreaShape_Solidity"].tolist() == [1.0, 1.0]
+    assert df.loc[1, "Nuclei_AreaShape_Eccentricity"] == pytest.approx(0.0, abs=1e-9)
 
 
 def test_measure_field_empty_has_columns_and_numeric_dtypes():
     df = measure_field(np.zeros((5, 5), np.uint32), np.zeros((1, 5, 5)), ["DNA"])
-    assert len(df) == 0 and "Intensity_MeanIntensity_DNA" in df.columns
+    assert len(df) == 0 and "Nuclei_Intensity_MeanIntensity_DNA" in df.columns
     assert all(pd.api.types.is_numeric_dtype(df[c]) for c in df.columns)
 
 
@@ -37,9 +37,9 @@ def test_measure_well_adds_metadata_per_field(tmp_path):
     write_well_image(tmp_path / "image.zarr", {1: img, 2: img}, ["DNA"], 8, 1.0)
     write_well_labels(tmp_path / "labels.zarr", {1: lab1, 2: np.zeros((16, 16), np.uint32)}, tile_size=8)
     df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Plate": "P1", "Metadata_Well": "B03"})
-    assert df[["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber"]].values.tolist() == [["P1", "B03", 1, 1]]
+    assert df[["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_ObjectNumber"]].values.tolist() == [["P1", "B03", 1, 1]]
     # without the ensemble's picks there is no ensemble column (issue 11: they were filled for every method)
-    assert not [c for c in df.columns if c.startswith("Ensemble_")]
+    assert not [c for c in df.columns if c.startswith("Metadata_Ensemble_")]
     row = summarize_well(df, {"Metadata_Well": "B03"}, n_fields=2)
     assert not [c for c in row.columns if "Ensemble" in c]
 
@@ -54,21 +54,21 @@ def test_measure_well_takes_engine_and_predicted_iou_from_the_picks(tmp_path):
     picks = pd.DataFrame({"field": [3, 1, 1], "label": [1, 2, 1], "engine": ["maskrcnn", "unet", "maskrcnn"],
                           "predicted_iou": [0.5, 0.9, 0.7]})
     df = measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {"Metadata_Well": "A01"}, picks)
-    assert df[["Metadata_Field", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist() == [
+    assert df[["Metadata_Site", "Metadata_ObjectNumber", "Metadata_Ensemble_Source", "Metadata_Ensemble_PredictedIoU"]].values.tolist() == [
         [1, 1, "maskrcnn", 0.7], [1, 2, "unet", 0.9], [3, 1, "maskrcnn", 0.5]]
     row = summarize_well(df, {"Metadata_Well": "A01"}, n_fields=2)
-    assert row["Ensemble_FractionUNet"].iloc[0] == pytest.approx(1 / 3)
-    assert row["Mean_Nuclei_Ensemble_PredictedIoU"].iloc[0] == pytest.approx(0.7)
+    assert row["Metadata_Ensemble_FractionUNet"].iloc[0] == pytest.approx(1 / 3)
+    assert row["Metadata_Ensemble_MeanPredictedIoU"].iloc[0] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="without a row in the picks"):
         measure_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", {}, picks.iloc[:2])
 
 
 def test_summarize_well_and_plate():
     objects = pd.DataFrame({
-        "Metadata_Field": [1, 1, 2], "ObjectNumber": [1, 2, 1], "Location_Center_X": [1.0, 2.0, 3.0],
-        "AreaShape_Area": [10.0, 20.0, 60.0], "Intensity_MeanIntensity_DNA": [1.0, 2.0, 3.0],
+        "Metadata_Site": [1, 1, 2], "Metadata_ObjectNumber": [1, 2, 1], "Nuclei_Location_Center_X": [1.0, 2.0, 3.0],
+        "Nuclei_AreaShape_Area": [10.0, 20.0, 60.0], "Nuclei_Intensity_MeanIntensity_DNA": [1.0, 2.0, 3.0],
     })
-    assert feature_columns(objects) == ["AreaShape_Area", "Intensity_MeanIntensity_DNA"]
+    assert feature_columns(objects) == ["Nuclei_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DNA"]
     meta = {"Metadata_Plate": "P", "Metadata_Well": "B02", "Metadata_Row": "B", "Metadata_Column": 2}
     row = summarize_well(objects, meta, n_fields=3).iloc[0]
     assert row["Count_Nuclei"] == 3 and row["Count_Nuclei_PerField"] == 1.0

@@ -49,10 +49,13 @@ def test_classical_measure_and_summary_of_a_well(tmp_path):
     classical_well(image, tmp_path / "classical.zarr", 0, {}, tile_size=16)
     assert int(read_labels(tmp_path / "classical.zarr", 2).max()) == 2
     objects = measure_objects(image, tmp_path / "classical.zarr", tmp_path / "objects.parquet", {"Metadata_Well": "A01"})
-    assert len(objects) == 4 and not [c for c in objects.columns if c.startswith("Ensemble_")]
+    assert len(objects) == 4 and not [c for c in objects.columns if "Ensemble" in c]
     assert pd.read_parquet(tmp_path / "objects.parquet").equals(objects)
-    row = well_summary(tmp_path / "objects.parquet", image, tmp_path / "A01.csv", {"Metadata_Well": "A01"})
-    assert row["Count_Nuclei"].iloc[0] == 4 and "Ensemble_FractionUNet" not in row.columns
+    profile, row = well_summary(tmp_path / "objects.parquet", image, tmp_path / "A01.csv", tmp_path / "A01_summary.csv",
+                                {"Metadata_Well": "A01"})
+    assert row["Count_Nuclei"].iloc[0] == 4 and not [c for c in row.columns if "Ensemble" in c]
+    assert profile["Metadata_Object_Count"].iloc[0] == 4 and profile["Nuclei_AreaShape_Area"].iloc[0] == objects["Nuclei_AreaShape_Area"].median()
+    assert pd.read_csv(tmp_path / "A01.csv").equals(profile) and pd.read_csv(tmp_path / "A01_summary.csv").equals(row)
 
 
 def test_watershed_of_a_well_from_maps_and_points(tmp_path):

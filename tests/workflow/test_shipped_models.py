@@ -2,6 +2,7 @@
 real DSB2018 fields of the demo plate (demo/dsb2018-fluo), which the set never saw."""
 from __future__ import annotations
 
+import io
 import json
 import shutil
 
@@ -42,7 +43,7 @@ def shipped_config(tmp_path, wells=("A02", "B02"), **changes):
     return work
 
 
-def test_default_config_runs_the_shipped_set_without_training(tmp_path):
+def test_default_config_runs_the_shipped_set_without_training(tmp_path, capsys):
     work = shipped_config(tmp_path)
     jobs = dry_run_jobs(run_snakemake(work, "--dry-run").stdout)
     assert not {rule for rule, _ in jobs} & {"synth_training", "train_unet", "train_maskrcnn", "train_picker"}, jobs
@@ -76,6 +77,27 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path):
             truth_d = median_diameter(tifffile.imread(DEMO / "groundtruth" / f"DSB_{well}_s{field}_labels.tif"))
             assert entry["factor"] == 1.0 and abs(entry["diameter"] - truth_d) < 0.3 * truth_d, (well, entry, truth_d)
     assert "nucleus diameter" in (work / "logs" / "DSB" / "A02" / "estimate_scale.log").read_text()
+
+    # the command line segments one image exactly as the run segmented that field (plateseg segment), and shows a
+    # well's fields with the run's labels (plateseg qc)
+    import numpy as np
+    import zarr
+    from PIL import Image
+
+    from plateseg.cli import main
+
+    assert main(["segment", str(DEMO / "images" / "DSB_B02_s2_w1.tif"), "-o", str(tmp_path / "b02.tif")]) == 0
+    nuclei = zarr.open_group(str(res / "plate.zarr" / "B" / "2" / "2"), mode="r")["labels/nuclei/0"][...]
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "b02.tif"), nuclei)
+    assert main(["qc", "DSB", "A02", "--results", str(work / "results"), "--figure", str(tmp_path / "a02.png")]) == 0
+    table = pd.read_csv(io.StringIO(capsys.readouterr().out), sep="\t")
+    objects = pd.read_parquet(res / "A02" / "objects.parquet")
+    assert table["Count_Nuclei"].tolist() == objects.groupby("Metadata_Site").size().tolist()
+    assert table["Zoom"].tolist() == [1.0, 1.0] and table["Ensemble_MeanPredictedIoU"].between(0.5, 1).all()
+    px = np.asarray(Image.open(tmp_path / "a02.png").convert("RGB")).astype(int)
+    cyan = (px[..., 0] < 40) & (px[..., 1] > 200) & (px[..., 2] > 220)   # U-Net contours
+    magenta = (px[..., 0] > 220) & (px[..., 1] < 80) & (px[..., 2] > 180)  # Mask R-CNN contours
+    assert cyan.sum() > 100 and magenta.sum() > 100
     # a zoom set in the config reruns the scale and everything after it, not the ingest
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["segmentation"]["rescale"] = 0.5

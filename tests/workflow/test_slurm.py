@@ -108,7 +108,7 @@ def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, tiny_run):
         tiny_config(work, run)
 
     planned = _planned(cluster)
-    local_rules = {"plate_summary", "plate_qc"}
+    local_rules = {"plate_summary", "plate_qc", "hcs_row", "hcs_plate"}
     grouped = {rule for rule, group in _profile()["groups"].items() if group == "wellpost"}
     assert grouped & {r for r, _ in planned}, "the demo plate runs no grouped rule"
     t0 = time.monotonic()

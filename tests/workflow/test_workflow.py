@@ -27,8 +27,9 @@ from support import dry_run_jobs, run_snakemake
 
 pytestmark = pytest.mark.workflow
 
-WELL_RULES = {"ingest", "segment_classical", "estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure", "summarize_well"}
-PLATE_RULES = {"plate_summary", "plate_qc", "evaluate"}
+WELL_RULES = {"ingest", "segment_classical", "estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure",
+              "summarize_well", "hcs_well", "well_thumbnail"}
+PLATE_RULES = {"plate_summary", "plate_qc", "evaluate", "hcs_plate"}
 TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "train_unet_fold", "train_maskrcnn_fold", "cross_validate_unet", "oof_candidates",
                   "train_picker", "cross_validate_ensemble"}
 # what the ensemble's picker depends on: the U-Net candidates of the annotated images (watershed settings)
@@ -62,23 +63,28 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     summary = pd.read_csv(res / "plate_summary.csv")
     assert list(summary["Metadata_Well"]) == ["A01", "A02"]
     for well, n_true in truth.groupby("well")["n_nuclei"].sum().items():
-        well_csv = pd.read_csv(res / "wells" / f"{well}.csv")
+        well_csv = pd.read_csv(res / "wells" / f"{well}_summary.csv")
         n = int(well_csv["Count_Nuclei"].iloc[0])
+        assert n == int(pd.read_csv(res / "wells" / f"{well}.csv")["Metadata_Object_Count"].iloc[0])
         assert n == int(summary.set_index("Metadata_Well").loc[well, "Count_Nuclei"])
         assert abs(n - n_true) <= max(2, 0.25 * n_true), (well, n, n_true)
     assert summary["Count_Nuclei"].iloc[1] > summary["Count_Nuclei"].iloc[0]  # density rises by column
 
     objects = pd.read_parquet(res / "A01" / "objects.parquet")
-    for col in ["Metadata_Plate", "Metadata_Well", "Metadata_Field", "ObjectNumber", "Location_Center_X",
-                "AreaShape_Area", "Intensity_MeanIntensity_DNA", "Intensity_MeanIntensity_Marker", "Ensemble_Source"]:
+    for col in ["Metadata_Plate", "Metadata_Well", "Metadata_Site", "Metadata_ObjectNumber", "Nuclei_Location_Center_X",
+                "Nuclei_AreaShape_Area", "Nuclei_Intensity_MeanIntensity_DNA", "Nuclei_Intensity_MeanIntensity_Marker",
+                "Nuclei_Texture_Contrast_DNA_3", "Metadata_Ensemble_Source"]:
         assert col in objects.columns, col
     # the ensemble is the final method: each object's engine and predicted IoU, as in picks.parquet
     picks = pd.read_parquet(res / "A01" / "picks.parquet")
-    assert set(objects["Ensemble_Source"]) <= {"unet", "maskrcnn"} and objects["Ensemble_PredictedIoU"].between(0.3, 1).all()
-    assert objects["Ensemble_Source"].tolist() == picks["engine"].tolist()
-    assert objects["Ensemble_PredictedIoU"].tolist() == picks["predicted_iou"].tolist()
-    well_csv = pd.read_csv(res / "wells" / "A01.csv")
-    assert well_csv["Ensemble_FractionUNet"].iloc[0] == (picks["engine"] == "unet").mean()
+    assert set(objects["Metadata_Ensemble_Source"]) <= {"unet", "maskrcnn"}
+    assert objects["Metadata_Ensemble_PredictedIoU"].between(0.3, 1).all()
+    assert objects["Metadata_Ensemble_Source"].tolist() == picks["engine"].tolist()
+    assert objects["Metadata_Ensemble_PredictedIoU"].tolist() == picks["predicted_iou"].tolist()
+    for table in ("A01.csv", "A01_summary.csv"):
+        well_csv = pd.read_csv(res / "wells" / table)
+        assert well_csv["Metadata_Ensemble_FractionUNet"].iloc[0] == (picks["engine"] == "unet").mean()
+        assert well_csv["Metadata_Ensemble_MeanPredictedIoU"].iloc[0] == pytest.approx(picks["predicted_iou"].mean())
     assert len(objects) == summary.set_index("Metadata_Well").loc["A01", "Count_Nuclei"]
 
     # U-Net maps (NGFF-like well store) and their instances
@@ -143,7 +149,7 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     before = {model: mtime(model), maps: mtime(maps), mrcnn: mtime(mrcnn)}
     edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "train_unet_fold"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "hcs_well", "well_thumbnail", "train_unet_fold"} | PLATE_RULES | PICKER_RULES, jobs
     assert {fold for rule, fold in jobs if rule == "train_unet_fold"} == {"0", "1"}
     assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
     assert jobs[("evaluate", "unet")] == 1 and jobs[("evaluate", "ensemble")] == 1
@@ -155,7 +161,9 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     # a changed classical parameter reruns only the classical labels and their evaluations
     edit_config(work, segmentation__classical={**yaml.safe_load((work / "config.yaml").read_text())["segmentation"]["classical"], "sigma": 2.0})
     jobs = planned_jobs(work)
-    expected = {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical"), ("cross_validate_ensemble", "")}
+    expected = {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical"), ("cross_validate_ensemble", ""),
+                ("hcs_well", "A01"), ("hcs_well", "A02"), ("hcs_plate", ""),  # the HCS plate holds the classical labels
+                ("well_thumbnail", "A01"), ("well_thumbnail", "A02")}
     assert set(jobs) == expected, jobs
     ingest_mtime = mtime(res / "A01" / "image.zarr" / "zarr.json")
     run_snakemake(work)
@@ -266,7 +274,7 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     # U-Net fold models are validated with centre markers either way: plateseg.config.params.unet_validation_watershed)
     edit_config(work, watershed__markers="points")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "hcs_well", "well_thumbnail"} | PLATE_RULES | PICKER_RULES, jobs
     assert ("evaluate", "maskrcnn") not in jobs
     run_snakemake(work)
     assert "markers points" in (work / "logs" / "DEMO" / "A01" / "watershed.log").read_text()
@@ -287,15 +295,16 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     # Mask R-CNN as the final method: measured and summarised from maskrcnn.zarr, no inference or training rerun
     edit_config(work, segmentation__method="maskrcnn")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"measure", "summarize_well", "plate_summary", "plate_qc"}, jobs
+    assert {rule for rule, _ in jobs} == {"measure", "summarize_well", "plate_summary", "plate_qc", "hcs_well", "hcs_plate",
+                                          "well_thumbnail"}, jobs
     run_snakemake(work)
     for well in ("A01", "A02"):
         objects = pd.read_parquet(res / well / "objects.parquet")
         # ensemble columns only for the ensemble method (issue 11)
-        assert not [c for c in objects.columns if c.startswith("Ensemble_")]
-        assert "Ensemble_FractionUNet" not in pd.read_csv(res / "wells" / f"{well}.csv").columns
+        assert not [c for c in objects.columns if "Ensemble" in c]
+        assert not [c for c in pd.read_csv(res / "wells" / f"{well}.csv").columns if "Ensemble" in c]
         assert len(objects) == len(pd.read_parquet(res / well / "maskrcnn.parquet"))
-        assert int(pd.read_csv(res / "wells" / f"{well}.csv")["Count_Nuclei"].iloc[0]) == len(objects)
+        assert int(pd.read_csv(res / "wells" / f"{well}_summary.csv")["Count_Nuclei"].iloc[0]) == len(objects)
     assert {p: mtime(p) for p in models} == models
 
 
@@ -311,13 +320,13 @@ def test_pretrained_checkpoint_replaces_training(plate_workdir):
     jobs = planned_jobs(work)
     # a new U-Net checkpoint: each field's scale is measured again with it
     assert {rule for rule, _ in jobs} == {"estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure",
-                                          "summarize_well"} | PLATE_RULES, jobs
+                                          "summarize_well", "hcs_well", "well_thumbnail", "training_curves"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
     # the U-Net alone needs no picker: the workflow loads with models.picker null (it did not, issue 13)
     edit_config(work, segmentation__method="unet", models__picker=None, evaluation__compare=[])
     assert {rule for rule, _ in planned_jobs(work)} == {"estimate_scale", "infer_unet", "watershed", "measure",
-                                                        "summarize_well"} | PLATE_RULES
+                                                        "summarize_well", "hcs_well", "well_thumbnail", "training_curves"} | PLATE_RULES
 
     # a corrupt checkpoint stops the first rule that loads it (estimate_scale, before any inference), naming the
     # file, in the rule's own log

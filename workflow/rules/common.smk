@@ -107,6 +107,8 @@ wildcard_constraints:
     well="|".join(ALL_WELLS),
     labelset="|".join(LABELSETS),
     fold="all|[0-9]+",
+    row="[A-Z]+",
+    column="[0-9]+",
 
 
 def _well_rows(wildcards):
@@ -146,8 +148,14 @@ def final_labels(wildcards):
     return f"results/{wildcards.plate}/{wildcards.well}/{labelset}.zarr"
 
 
-def plate_well_summaries(wildcards):
+def plate_well_profiles(wildcards):
+    """Every well's profile row (pycytominer aggregate) of the plate."""
     return [f"results/{wildcards.plate}/wells/{w}.csv" for w in WELLS[wildcards.plate]]
+
+
+def plate_well_summaries(wildcards):
+    """Every well's summary row (counts, mean/median/SD) of the plate."""
+    return [f"results/{wildcards.plate}/wells/{w}_summary.csv" for w in WELLS[wildcards.plate]]
 
 
 def plate_label_stores(wildcards):
@@ -300,13 +308,79 @@ def groundtruth_files(wildcards):
     return [t[2] for t in groundtruth_table(wildcards)]
 
 
+# ---- the OME-Zarr HCS plate (results/{plate}/plate.zarr, plateseg.io.hcs) ---------------------------
+
+_POSITIONS = MANIFEST[["plate", "well", "row", "column"]].drop_duplicates()
+# (plate, row, column as in the path) -> well, and plate -> [(row, column)] of its wells
+WELL_AT = {(r.plate, str(r.row), str(int(r.column))): r.well for r in _POSITIONS.itertuples()}
+PLATE_POSITIONS = {p: sorted((str(r.row), int(r.column)) for r in _POSITIONS[_POSITIONS["plate"] == p].itertuples())
+                   for p in PLATES}
+
+
+def hcs_labelsets():
+    """Label name in each field's labels/ group -> label set: the final labels as "nuclei", then the other
+    label sets that the run makes anyway (the ensemble's engines, Mask R-CNN markers, evaluated sets)."""
+    method = config["segmentation"]["method"]
+    ran = {"ensemble": ["unet", "maskrcnn"], "unet": ["maskrcnn"] if config["watershed"]["markers"] == "points" else []}
+    ran = ran.get(method, []) + (evaluated_labelsets() if config["evaluation"]["groundtruth"] else [])
+    return {"nuclei": method, **{s: s for s in ("unet", "maskrcnn", "classical") if s in ran and s != method}}
+
+
+def hcs_well_inputs(wildcards):
+    """The well image store and the label stores of hcs_labelsets() of the well at row/column."""
+    well = WELL_AT[(wildcards.plate, wildcards.row, wildcards.column)]
+    stores = [f"results/{wildcards.plate}/{well}/{LABELSETS[s]}.zarr" for s in hcs_labelsets().values()]
+    return {"image": f"results/{wildcards.plate}/{well}/image.zarr", "labels": stores}
+
+
+def hcs_plate_inputs(wildcards):
+    """Every well and row group of the plate's HCS store."""
+    root = f"results/{wildcards.plate}/plate.zarr"
+    wells = [f"{root}/{r}/{c}" for r, c in PLATE_POSITIONS[wildcards.plate]]
+    return wells + [f"{root}/{r}/zarr.json" for r in sorted({r for r, _ in PLATE_POSITIONS[wildcards.plate]})]
+
+
+def plate_wells(wildcards):
+    """(row, column) of every well of the plate (HCS plate metadata)."""
+    return PLATE_POSITIONS[wildcards.plate]
+
+
+def plate_field_count(wildcards):
+    """The largest number of fields of a well of the plate (HCS plate metadata)."""
+    m = MANIFEST[MANIFEST["plate"] == wildcards.plate]
+    return int(m.groupby("well")["field"].nunique().max())
+
+
+def thumbnail_inputs(wildcards):
+    """The well in the HCS plate and its per-object table (engine of each object)."""
+    m = _well_rows(wildcards).iloc[0]
+    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m.row}/{int(m.column)}",
+            "objects": f"results/{wildcards.plate}/{wildcards.well}/objects.parquet"}
+
+
+def used_engines():
+    """The engines whose models the run uses (final method and evaluated label sets)."""
+    sets = set(evaluated_labelsets()) | {config["segmentation"]["method"]}
+    engines = [e for e in ("unet", "maskrcnn") if {e, "ensemble"} & sets]
+    return engines + (["maskrcnn"] if "unet" in engines and config["watershed"]["markers"] == "points"
+                      and "maskrcnn" not in engines else [])
+
+
+def used_checkpoints(wildcards):
+    """Engine -> the checkpoint inference uses, for the engines of used_engines()."""
+    return {engine: model_checkpoint(engine)(wildcards) for engine in used_engines()}
+
+
 def final_outputs():
     out = []
     for p in PLATES:
         out += [f"results/{p}/wells/{w}.csv" for w in WELLS[p]]
-        out += [f"results/{p}/plate_summary.csv", f"results/{p}/qc/plate_counts.png"]
+        out += [f"results/{p}/profiles.csv", f"results/{p}/plate_summary.csv", f"results/{p}/qc/plate_counts.png"]
+        out += [f"results/{p}/plate.zarr/zarr.json"] + [f"results/{p}/qc/wells/{w}.png" for w in WELLS[p]]
         if config["evaluation"]["groundtruth"]:
             out += [f"results/{p}/evaluation/{labelset}.csv" for labelset in evaluated_labelsets()]
+    if used_engines():
+        out.append("results/qc/training_curves.png")
     if config["segmentation"]["method"] == "ensemble" and config["models"]["source"] != "pretrained":
         # the engines, ensemble and oracle compared on the annotated images (held out from every model)
         out += ["results/models/picker/cv_metrics.csv", "results/models/picker/importances.png"]

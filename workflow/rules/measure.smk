@@ -20,12 +20,13 @@ rule measure:
 
 
 rule summarize_well:
-    """Per-well summary CSV: counts and mean/median/SD of every object feature."""
+    """Per-well CSVs: the profile (pycytominer aggregate: median per feature) and the summary (counts, mean/median/SD)."""
     input:
         objects="results/{plate}/{well}/objects.parquet",
         image="results/{plate}/{well}/image.zarr",
     output:
-        "results/{plate}/wells/{well}.csv",
+        profile="results/{plate}/wells/{well}.csv",
+        summary="results/{plate}/wells/{well}_summary.csv",
     params:
         metadata=well_metadata,
         code=script_code("summarize_well"),

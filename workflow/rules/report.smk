@@ -5,11 +5,17 @@ localrules:
 
 
 rule plate_summary:
-    """All wells of a plate in one table, one row per well."""
+    """All wells of a plate in two tables, one row per well: the profiles and the summary."""
     input:
-        plate_well_summaries,
+        profiles=plate_well_profiles,
+        summaries=plate_well_summaries,
     output:
-        report(
+        profiles=report(
+            "results/{plate}/profiles.csv",
+            caption="../report/profiles.rst",
+            category="Plate",
+        ),
+        summary=report(
             "results/{plate}/plate_summary.csv",
             caption="../report/plate_summary.rst",
             category="Plate",
@@ -78,3 +84,50 @@ rule evaluate:
         CONDA_ENV
     script:
         "../scripts/evaluate.py"
+
+
+rule well_thumbnail:
+    """The report's picture of a well: its first field with the final contours, coloured by the engine that drew them."""
+    input:
+        unpack(thumbnail_inputs),
+    output:
+        report(
+            "results/{plate}/qc/wells/{well}.png",
+            caption="../report/well_thumbnail.rst",
+            category="Wells",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "well": "{well}"},
+        ),
+    params:
+        title=lambda wildcards: f"{wildcards.plate} {wildcards.well}",
+        code=script_code("well_thumbnail"),
+    log:
+        "logs/{plate}/{well}/well_thumbnail.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(1000),
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/well_thumbnail.py"
+
+
+rule training_curves:
+    """Training curves (loss terms per epoch) of the engines the run uses, trained here or shipped."""
+    input:
+        unpack(used_checkpoints),
+    output:
+        report("results/qc/training_curves.png", caption="../report/training_curves.rst", category="Models"),
+    params:
+        code=script_code("training_curves"),
+    log:
+        "logs/training_curves.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=10,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/training_curves.py"

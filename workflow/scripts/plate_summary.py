@@ -1,6 +1,6 @@
-"""Snakemake script (rule plate_summary): stack the per-well rows of a plate."""
-from plateseg.io.files import read_table, setup_logging, write_table
-from plateseg.measure.summarize import plate_summary
+"""Snakemake script (rule plate_summary): stack the per-well profiles and summaries of a plate."""
+from plateseg.io.files import setup_logging
+from plateseg.pipeline.measure import plate_tables
 
 setup_logging(snakemake.log[0])
-write_table(plate_summary([read_table(p) for p in snakemake.input]), snakemake.output[0])
+plate_tables(snakemake.input.profiles, snakemake.input.summaries, snakemake.output.profiles, snakemake.output.summary)

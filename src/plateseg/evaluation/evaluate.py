@@ -29,7 +29,7 @@ def evaluate_stores(groundtruth, stores: dict, labelset: str) -> tuple[pd.DataFr
     Returns
     -------
     per_field : DataFrame
-        One row per field: ``Metadata_Well``, ``Metadata_Field`` and every per-image metric.
+        One row per field: ``Metadata_Well``, ``Metadata_Site`` (the field) and every per-image metric.
     summary : DataFrame
         One row: the dataset metrics (means over fields, totals, COCO AP over all fields).
     """
@@ -42,7 +42,7 @@ def evaluate_stores(groundtruth, stores: dict, labelset: str) -> tuple[pd.DataFr
         keys.append((well, int(field)))
         log.info("read field %d/%d (%s field %d)", i, len(groundtruth), well, field)
     per_image, summary = evaluate_dataset(gts, preds)
-    per_image.insert(0, "Metadata_Field", [k[1] for k in keys])
+    per_image.insert(0, "Metadata_Site", [k[1] for k in keys])
     per_image.insert(0, "Metadata_Well", [k[0] for k in keys])
     per_image.insert(0, "labelset", labelset)
     log.info("%s: mean DSB mAP %.3f, F1@0.5 %.3f over %d fields", labelset, summary["mean_dsb_map"], summary["mean_f1_50"], len(keys))

@@ -1,7 +1,8 @@
 """Per-object measurements with CellProfiler / pycytominer column names.
 
-One row per object of a field: location, shape (``AreaShape_*``) and, for every channel,
-intensity (``Intensity_*_<channel>``) features.
+One row per object of a field: ``Metadata_ObjectNumber``, and under the compartment prefix (``Nuclei_``)
+location, shape (``AreaShape_*``) and, for every channel, intensity (``Intensity_*_<channel>``) and texture
+(``Texture_*_<channel>_3``) features, so ``pycytominer`` infers the features (``features="infer"``).
 """
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ import numpy as np
 import pandas as pd
 from skimage import measure
 
-__all__ = ["SHAPE_COLUMNS", "measure_field", "measure_well"]
+from plateseg.measure.texture import TEXTURE_FEATURES, glcm_features
+
+__all__ = ["COMPARTMENT", "SHAPE_COLUMNS", "TEXTURE_DISTANCE", "measure_field", "measure_well"]
+
+COMPARTMENT = "Nuclei"
+TEXTURE_DISTANCE = 3
 
 # skimage regionprops name -> CellProfiler name
 SHAPE_COLUMNS = {
@@ -39,24 +45,26 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) ->
     Parameters
     ----------
     labels : (H, W) integer array
-        Instance labels, 0 = background. ``ObjectNumber`` is the label value.
+        Instance labels, 0 = background. ``Metadata_ObjectNumber`` is the label value.
     image : (C, H, W) array
         The field's channels, raw intensities.
     channels : list of str
-        Channel names used in the ``Intensity_*_<name>`` columns.
+        Channel names used in the ``Nuclei_Intensity_*_<name>`` columns.
 
     Returns
     -------
     pandas.DataFrame
-        ``ObjectNumber``, ``Location_Center_X/Y`` (pixels), ``AreaShape_*``,
-        ``Intensity_{Mean,Std,Min,Max,Integrated}Intensity_<channel>``; no rows if the field is empty.
+        ``Metadata_ObjectNumber``, ``Nuclei_Location_Center_X/Y`` (pixels), ``Nuclei_AreaShape_*``,
+        ``Nuclei_Intensity_{Mean,Std,Min,Max,Integrated}Intensity_<channel>`` and
+        ``Nuclei_Texture_<feature>_<channel>_3`` (:func:`plateseg.measure.texture.glcm_features` at 3 px);
+        no rows if the field is empty.
 
     Examples
     --------
     >>> lab = np.zeros((10, 10), int); lab[2:5, 2:6] = 1
     >>> img = np.ones((1, 10, 10)) * 3
     >>> df = measure_field(lab, img, ["DNA"])
-    >>> df[["ObjectNumber", "AreaShape_Area", "Intensity_IntegratedIntensity_DNA"]].values.tolist()
+    >>> df[["Metadata_ObjectNumber", "Nuclei_AreaShape_Area", "Nuclei_Intensity_IntegratedIntensity_DNA"]].values.tolist()
     [[1.0, 12.0, 36.0]]
     """
     if image.ndim != 3 or image.shape[1:] != labels.shape:
@@ -67,30 +75,47 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) ->
     props = ["label", "centroid", *SHAPE_COLUMNS, *_INTENSITY]
     if labels.max() == 0:
         cols = _columns(channels)
-        return pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "ObjectNumber" else np.float64) for c in cols})
+        return pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "Metadata_ObjectNumber" else np.float64) for c in cols})
     t = measure.regionprops_table(
         labels, intensity_image=np.moveaxis(image, 0, -1).astype(np.float64), properties=props
     )
+    n = COMPARTMENT
     out = {
-        "ObjectNumber": t["label"].astype(np.int64),
-        "Location_Center_X": t["centroid-1"],
-        "Location_Center_Y": t["centroid-0"],
+        "Metadata_ObjectNumber": t["label"].astype(np.int64),
+        f"{n}_Location_Center_X": t["centroid-1"],
+        f"{n}_Location_Center_Y": t["centroid-0"],
     }
     for k, name in SHAPE_COLUMNS.items():
-        out[name] = t[k]
+        out[f"{n}_{name}"] = t[k]
     area = t["area"]
-    out["AreaShape_FormFactor"] = np.where(t["perimeter"] > 0, 4 * np.pi * area / np.maximum(t["perimeter"], 1e-9) ** 2, 0.0)
+    out[f"{n}_AreaShape_FormFactor"] = np.where(t["perimeter"] > 0, 4 * np.pi * area / np.maximum(t["perimeter"], 1e-9) ** 2, 0.0)
     for ci, ch in enumerate(channels):
         for k, name in _INTENSITY.items():
-            out[f"Intensity_{name}_{ch}"] = t[f"{k}-{ci}"]
-        out[f"Intensity_IntegratedIntensity_{ch}"] = t[f"intensity_mean-{ci}"] * area
+            out[f"{n}_Intensity_{name}_{ch}"] = t[f"{k}-{ci}"]
+        out[f"{n}_Intensity_IntegratedIntensity_{ch}"] = t[f"intensity_mean-{ci}"] * area
+    textures = [[glcm_features(image[ci][sl], labels[sl] == lab, TEXTURE_DISTANCE) for ci in range(len(channels))]
+                for lab, sl in zip(t["label"], _slices(labels, t["label"]))]
+    for ci, ch in enumerate(channels):
+        for name in TEXTURE_FEATURES.values():
+            out[f"{n}_Texture_{name}_{ch}_{TEXTURE_DISTANCE}"] = np.array([f[ci][name] for f in textures], np.float64)
     return pd.DataFrame(out)[_columns(channels)]
 
 
+def _slices(labels: np.ndarray, ids) -> list[tuple[slice, slice]]:
+    from scipy import ndimage
+
+    found = ndimage.find_objects(labels)
+    return [found[int(i) - 1] for i in ids]
+
+
 def _columns(channels: list[str]) -> list[str]:
-    cols = ["ObjectNumber", "Location_Center_X", "Location_Center_Y", *SHAPE_COLUMNS.values(), "AreaShape_FormFactor"]
+    n = COMPARTMENT
+    cols = ["Metadata_ObjectNumber", f"{n}_Location_Center_X", f"{n}_Location_Center_Y",
+            *(f"{n}_{c}" for c in SHAPE_COLUMNS.values()), f"{n}_AreaShape_FormFactor"]
     for ch in channels:
-        cols += [f"Intensity_{n}_{ch}" for n in _INTENSITY.values()] + [f"Intensity_IntegratedIntensity_{ch}"]
+        cols += [f"{n}_Intensity_{c}_{ch}" for c in _INTENSITY.values()] + [f"{n}_Intensity_IntegratedIntensity_{ch}"]
+    for ch in channels:
+        cols += [f"{n}_Texture_{c}_{ch}_{TEXTURE_DISTANCE}" for c in TEXTURE_FEATURES.values()]
     return cols
 
 
@@ -105,13 +130,15 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
         ``Metadata_*`` columns (first, one value each).
     picks : pandas.DataFrame, optional
         The ensemble's picks (``field``, ``label``, ``engine``, ``predicted_iou`` per object): only
-        then the table has ``Ensemble_Source`` (the engine each object's mask came from) and
-        ``Ensemble_PredictedIoU``; every object must have a row.
+        then the table has ``Metadata_Ensemble_Source`` (the engine each object's mask came from) and
+        ``Metadata_Ensemble_PredictedIoU``; every object must have a row. They are metadata, not
+        ``Nuclei_`` features: how an object was segmented is not a phenotype to normalise and profile
+        (and a text column among the features stops ``pycytominer.aggregate``).
 
     Returns
     -------
     pandas.DataFrame
-        ``Metadata_*``, ``Metadata_Field`` and the :func:`measure_field` columns.
+        ``Metadata_*``, ``Metadata_Site`` (the field) and the :func:`measure_field` columns.
 
     Examples
     --------
@@ -123,9 +150,10 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
     >>> _ = write_well_labels(d / "labels.zarr", {1: lab}, tile_size=8)
     >>> picks = pd.DataFrame({"field": [1], "label": [1], "engine": ["unet"], "predicted_iou": [0.8]})
     >>> measure_well(d / "image.zarr", d / "labels.zarr", {"Metadata_Well": "A01"}, picks)[
-    ...     ["Metadata_Well", "ObjectNumber", "Ensemble_Source", "Ensemble_PredictedIoU"]].values.tolist()
+    ...     ["Metadata_Well", "Metadata_ObjectNumber", "Metadata_Ensemble_Source", "Metadata_Ensemble_PredictedIoU"]
+    ... ].values.tolist()
     [['A01', 1, 'unet', 0.8]]
-    >>> "Ensemble_Source" in measure_well(d / "image.zarr", d / "labels.zarr", {}).columns
+    >>> "Metadata_Ensemble_Source" in measure_well(d / "image.zarr", d / "labels.zarr", {}).columns
     False
     """
     from plateseg.io.ngff import channel_names, list_fields, open_field, read_labels
@@ -134,17 +162,17 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
     tables = []
     for field in list_fields(image_store):
         df = measure_field(read_labels(label_store, field), open_field(image_store, field)[...], names)
-        df.insert(0, "Metadata_Field", np.int64(field))
+        df.insert(0, "Metadata_Site", np.int64(field))
         tables.append(df)
     out = pd.concat(tables, ignore_index=True)
     for i, (k, v) in enumerate(metadata.items()):
         out.insert(i, k, v)
     if picks is not None:
-        key = pd.MultiIndex.from_frame(out[["Metadata_Field", "ObjectNumber"]].astype(np.int64))
+        key = pd.MultiIndex.from_frame(out[["Metadata_Site", "Metadata_ObjectNumber"]].astype(np.int64))
         p = picks.set_index([picks["field"].astype(np.int64), picks["label"].astype(np.int64)])
         missing = ~key.isin(p.index)
         if missing.any():
             raise ValueError(f"{label_store}: {int(missing.sum())} object(s) without a row in the picks table")
-        out["Ensemble_Source"] = p["engine"].reindex(key).to_numpy()
-        out["Ensemble_PredictedIoU"] = p["predicted_iou"].reindex(key).to_numpy(np.float64)
+        out.insert(len(metadata) + 2, "Metadata_Ensemble_Source", p["engine"].reindex(key).to_numpy())
+        out.insert(len(metadata) + 3, "Metadata_Ensemble_PredictedIoU", p["predicted_iou"].reindex(key).to_numpy(np.float64))
     return out

@@ -12,10 +12,12 @@ import pandas as pd  # noqa: E402
 
 from plateseg.io.files import atomic_path  # noqa: E402
 
-__all__ = ["plate_grid", "qc_flags", "plate_heatmaps", "importance_figure"]
+__all__ = ["plate_grid", "qc_flags", "plate_heatmaps", "importance_figure", "ENGINE_COLOURS", "contour_overlay",
+           "overlay_figure", "training_curves"]
 
 # per-well QC columns of the summary (plateseg.measure.summarize) and how a flagged well is marked
 QC_COLUMNS = {"Metadata_QC_EmptyFields": "empty", "Metadata_QC_SaturatedFields": "saturated"}
+QC_WELL_COLUMNS = {"Metadata_QC_LowPredictedIoU": "mean predicted IoU low for the plate"}
 
 log = logging.getLogger(__name__)
 
@@ -47,19 +49,23 @@ def qc_flags(summary: pd.DataFrame) -> dict:
     ...                    "Metadata_QC_SaturatedFields": [0, 2]})
     >>> qc_flags(df)
     {'A02': '1 empty field, 2 saturated fields'}
+    >>> qc_flags(df.assign(Metadata_QC_LowPredictedIoU=[1, 0]))["A01"]
+    'mean predicted IoU low for the plate'
     """
     flags = {}
     for r in summary.to_dict("records"):
         parts = [f"{int(r[c])} {name} field{'s' if int(r[c]) != 1 else ''}" for c, name in QC_COLUMNS.items()
                  if c in r and pd.notna(r[c]) and int(r[c]) > 0]
+        parts += [text for c, text in QC_WELL_COLUMNS.items() if c in r and pd.notna(r[c]) and int(r[c]) > 0]
         if parts:
             flags[r["Metadata_Well"]] = ", ".join(parts)
     return flags
 
 
 def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
-    """Write a PNG with plate heat maps of the nucleus count and each channel's mean intensity; wells with QC
-    flags (:func:`qc_flags`) are outlined in red and listed under the maps."""
+    """Write a PNG with plate heat maps of the nucleus count, each channel's mean intensity and, for the
+    ensemble, the mean predicted IoU; wells with QC flags (:func:`qc_flags`) are outlined in red and listed
+    under the maps."""
     flags = qc_flags(summary)
     panels = [("Count_Nuclei", "Nuclei per well")]
     panels += [
@@ -67,8 +73,15 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
         for ch in channels
         if f"Mean_Nuclei_Intensity_MeanIntensity_{ch}" in summary.columns
     ]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.5), squeeze=False)
-    for ax, (col, title) in zip(axes[0], panels):
+    if "Metadata_Ensemble_MeanPredictedIoU" in summary.columns:
+        panels.append(("Metadata_Ensemble_MeanPredictedIoU", "Mean predicted IoU (picker)"))
+        panels.append(("Metadata_Ensemble_FractionUNet", "Share of U-Net masks (picker)"))
+    ncols = min(3, len(panels))
+    nrows = -(-len(panels) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(4.5 * ncols, 3.5 * nrows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_axis_off()
+    for ax, (col, title) in zip(axes.flat, panels):
         grid, rows, cols = plate_grid(summary, col)
         im = ax.imshow(grid, cmap="viridis")
         ax.set_xticks(range(len(cols)), [str(c) for c in cols])
@@ -76,7 +89,7 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
         ax.set_title(title)
         for (i, j), v in np.ndenumerate(grid):
             if np.isfinite(v):
-                ax.text(j, i, f"{v:.0f}", ha="center", va="center", color="w", fontsize=8)
+                ax.text(j, i, f"{v:.0f}" if abs(v) >= 10 else f"{v:.2g}", ha="center", va="center", color="w", fontsize=8)
         for r in summary.itertuples():
             if getattr(r, "Metadata_Well", None) in flags:
                 i, j = rows.index(r.Metadata_Row), cols.index(int(r.Metadata_Column))
@@ -89,7 +102,7 @@ def plate_heatmaps(summary: pd.DataFrame, channels: list[str], out) -> None:
                  fontsize=8, color="red", wrap=True)
         for well, text in sorted(flags.items()):
             log.warning("well %s: %s (Metadata_QC_* columns of the per-well CSV)", well, text)
-    fig.tight_layout(rect=(0, 0.06 if flags else 0, 1, 1))
+    fig.tight_layout(rect=(0, (0.06 if flags else 0) / nrows, 1, 1))
     with atomic_path(out) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
@@ -105,5 +118,103 @@ def importance_figure(importances: pd.DataFrame, path, top: int = 25) -> None:
     ax.set_title("Ensemble picker: feature importance")
     fig.tight_layout()
     with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# contour colour of each engine in the overlays (the ensemble's objects keep the colour of the engine that drew them)
+ENGINE_COLOURS = {"unet": (0.0, 0.9, 1.0), "maskrcnn": (1.0, 0.2, 0.8), None: (1.0, 0.9, 0.0)}
+
+
+def contour_overlay(plane: np.ndarray, labels: np.ndarray, sources: dict | None = None) -> np.ndarray:
+    """RGB picture of one channel with every object's contour, coloured by the engine that drew it.
+
+    Parameters
+    ----------
+    plane : (H, W) array
+        The channel shown (grey, 1st-99.8th percentile).
+    labels : (H, W) integer array
+    sources : dict, optional
+        label -> engine (``"unet"`` / ``"maskrcnn"``, :data:`ENGINE_COLOURS`); others are yellow.
+
+    Returns
+    -------
+    (H, W, 3) uint8 array
+
+    Examples
+    --------
+    >>> lab = np.zeros((8, 8), int); lab[2:6, 2:6] = 1
+    >>> rgb = contour_overlay(np.zeros((8, 8)), lab, {1: "maskrcnn"})
+    >>> rgb[2, 2].tolist(), rgb[3, 3].tolist(), rgb[0, 0].tolist()
+    ([255, 51, 204], [0, 0, 0], [0, 0, 0])
+    """
+    from skimage.segmentation import find_boundaries
+
+    p = plane.astype(np.float64)
+    lo, hi = np.percentile(p, [1, 99.8]) if p.size else (0, 1)
+    grey = np.clip((p - lo) / max(hi - lo, 1e-9), 0, 1)
+    rgb = np.repeat(grey[..., None], 3, axis=2)
+    edges = find_boundaries(labels, mode="inner") & (labels > 0)
+    if edges.any():
+        colours = np.array([ENGINE_COLOURS.get((sources or {}).get(int(v)), ENGINE_COLOURS[None])
+                            for v in range(int(labels.max()) + 1)])
+        rgb[edges] = colours[labels[edges]]
+    return np.rint(rgb * 255).astype(np.uint8)
+
+
+def overlay_figure(panels: list[tuple[str, np.ndarray]], out, title: str = "", legend: bool = False) -> None:
+    """Write a PNG of contour overlays (:func:`contour_overlay`) side by side, atomically, with the engines'
+    colours as legend."""
+    n = max(len(panels), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 4.4), squeeze=False)
+    for ax, (name, rgb) in zip(axes[0], panels):
+        ax.imshow(rgb, interpolation="nearest")
+        ax.set_title(name, fontsize=9)
+        ax.set_axis_off()
+    if legend:
+        from matplotlib.patches import Patch
+
+        handles = [Patch(color=ENGINE_COLOURS[e], label=n) for e, n in (("unet", "U-Net"), ("maskrcnn", "Mask R-CNN"))]
+        fig.legend(handles=handles, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.05 if legend else 0, 1, 1))
+    with atomic_path(out) as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+def training_curves(histories: dict, out) -> None:
+    """Write a PNG of each engine's training curves (loss terms per epoch, and validation scores when recorded),
+    atomically.
+
+    Parameters
+    ----------
+    histories : dict
+        Engine name -> the ``history`` of its checkpoint (one dict per epoch: ``epoch``, ``loss``, ``loss_*``,
+        optionally ``val_*``).
+    out : path-like
+    """
+    fig, axes = plt.subplots(1, max(len(histories), 1), figsize=(5.5 * max(len(histories), 1), 3.8), squeeze=False)
+    for ax, (engine, history) in zip(axes[0], histories.items()):
+        df = pd.DataFrame(history)
+        if df.empty:
+            ax.set_title(f"{engine}: no training history in the checkpoint")
+            continue
+        x = np.arange(1, len(df) + 1)  # resumed chunks restart their epoch count: number epochs in order
+        for col in [c for c in df.columns if c == "loss" or c.startswith("loss_")]:
+            ax.plot(x, df[col], label=col, linewidth=2 if col == "loss" else 1)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{engine}: {len(df)} epochs, {df.get('seconds', pd.Series([0])).sum() / 60:.0f} min")
+        vals = [c for c in df.columns if c.startswith("val_") and pd.api.types.is_numeric_dtype(df[c])]
+        if vals:
+            twin = ax.twinx()
+            for col in vals:
+                twin.plot(x, df[col], linestyle="--", marker=".", label=col)
+            twin.set_ylabel("validation")
+            twin.legend(fontsize=7, loc="upper right")
+        ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    with atomic_path(out) as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""What the measurement rules do for one well: the per-object table and the well's summary row."""
+"""What the measurement rules do for one well: the per-object table, the well's profile and summary rows."""
 from __future__ import annotations
 
 import logging
@@ -7,7 +7,7 @@ import pandas as pd
 
 from plateseg.io.files import read_table, write_table
 
-__all__ = ["measure_objects", "well_summary"]
+__all__ = ["measure_objects", "well_summary", "plate_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +24,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFr
     metadata : dict
         ``Metadata_*`` values of the well.
     picks : path-like, optional
-        The ensemble's picks table (only for the ensemble: adds ``Ensemble_Source`` and
-        ``Ensemble_PredictedIoU``, see :func:`plateseg.measure.objects.measure_well`).
+        The ensemble's picks table (only for the ensemble: adds ``Metadata_Ensemble_Source`` and
+        ``Metadata_Ensemble_PredictedIoU``, see :func:`plateseg.measure.objects.measure_well`).
 
     Returns
     -------
@@ -45,8 +45,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFr
     return objects
 
 
-def well_summary(objects, image, out, metadata: dict) -> pd.DataFrame:
-    """Rule summarize_well: one summary row of a well (:func:`plateseg.measure.summarize.summarize_well`).
+def well_summary(objects, image, profile_out, summary_out, metadata: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Rule summarize_well: the well's profile and summary rows (:mod:`plateseg.measure.summarize`).
 
     Parameters
     ----------
@@ -54,27 +54,44 @@ def well_summary(objects, image, out, metadata: dict) -> pd.DataFrame:
         The well's per-object table.
     image : path-like
         The well image store (its fields are counted, with or without nuclei; its pixel QC flags).
-    out : path-like
-        The row (CSV).
+    profile_out, summary_out : path-like
+        The profile row (:func:`~plateseg.measure.summarize.well_profile`) and the summary row
+        (:func:`~plateseg.measure.summarize.summarize_well`), CSV.
     metadata : dict
         ``Metadata_*`` values of the well.
 
     Returns
     -------
-    pandas.DataFrame
-        The row written to ``out``.
+    tuple of pandas.DataFrame
+        The rows written.
 
     Examples
     --------
-    well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr",
-                     "results/P/wells/A01.csv", {"Metadata_Well": "A01"})
+    well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr", "results/P/wells/A01.csv",
+                 "results/P/wells/A01_summary.csv", {"Metadata_Well": "A01"})
     """
     import zarr
 
     from plateseg.io.ngff import list_fields
-    from plateseg.measure.summarize import summarize_well
+    from plateseg.measure.summarize import summarize_well, well_profile
 
     qc = dict(zarr.open_group(str(image), mode="r").attrs).get("plateseg_qc", {})
-    row = summarize_well(read_table(objects), dict(metadata), n_fields=len(list_fields(image)), qc=qc)
-    write_table(row, out)
-    return row
+    table, n_fields = read_table(objects), len(list_fields(image))
+    rows = well_profile(table, dict(metadata), n_fields, qc), summarize_well(table, dict(metadata), n_fields, qc)
+    for row, out in zip(rows, (profile_out, summary_out)):
+        write_table(row, out)
+    return rows
+
+
+def plate_tables(profiles, summaries, profiles_out, summary_out) -> None:
+    """Rule plate_summary: the plate's profiles and summary, one row per well (low-quality wells flagged).
+
+    Examples
+    --------
+    plate_tables(["results/P/wells/A01.csv"], ["results/P/wells/A01_summary.csv"],
+                 "results/P/profiles.csv", "results/P/plate_summary.csv")
+    """
+    from plateseg.measure.summarize import plate_summary
+
+    for rows, out in ((profiles, profiles_out), (summaries, summary_out)):
+        write_table(plate_summary([read_table(p) for p in rows]), out)
