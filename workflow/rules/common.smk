@@ -111,9 +111,13 @@ wildcard_constraints:
     column="[0-9]+",
 
 
+# the manifest rows of each (plate, well), split once: input functions run per job, a filter of the whole
+# manifest per call made planning a 384-well plate take seconds (bench/dag_scale.py)
+_ROWS_OF_WELL = {key: rows for key, rows in MANIFEST.groupby(["plate", "well"], sort=False)}
+
+
 def _well_rows(wildcards):
-    m = MANIFEST
-    return m[(m["plate"] == wildcards.plate) & (m["well"] == wildcards.well)]
+    return _ROWS_OF_WELL[(wildcards.plate, wildcards.well)]
 
 
 def well_image_files(wildcards):
