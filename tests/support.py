@@ -65,7 +65,9 @@ def tiny_config(workdir: Path, run_dir: Path, **overrides) -> Path:
     config["input"]["dir"] = os.path.relpath(run_dir / "images", workdir)
     config["evaluation"]["groundtruth"] = os.path.relpath(run_dir / "groundtruth", workdir)
     config["tiling"]["tile_size"] = 128
-    for key, value in {**TINY_UNET, **TINY_MASKRCNN, **overrides}.items():
+    # the tiny plates have the nuclear and marker channels only, unless a test asks for cells
+    nuclei_only = {"channels.names": {"1": "DNA", "2": "Marker"}, "cells.channel": None}
+    for key, value in {**TINY_UNET, **TINY_MASKRCNN, **nuclei_only, **overrides}.items():
         node = config
         *path, last = key.split(".")
         for k in path:

@@ -48,3 +48,17 @@ def test_distance_cap_and_nuclei_outside_the_mask_keep_a_cell():
     assert propagate_cells(np.zeros((5, 5), int), np.ones((5, 5))).max() == 0
     with pytest.raises(ValueError, match="differ in shape"):
         propagate_cells(nuclei, image[:10])
+
+
+def test_propagation_from_true_nuclei_finds_the_synthetic_cells():
+    """The defaults (chosen on seed-0 demo wells) on other synthetic fields, seeded by the true nuclei: the cells'
+    DSB mAP was 0.51, 0.64, 0.60 (mean 0.58) when written; issue 14 asks for 0.6 on the demo."""
+    from plateseg.evaluation.metrics import evaluate_pair
+    from plateseg.io.synth import cell_channel, synth_field
+
+    scores = []
+    for seed in (11, 12, 13):
+        _, nuclei = synth_field(np.random.default_rng(seed), shape=(256, 256), density=1.2)
+        stain, truth = cell_channel(nuclei, np.random.default_rng(seed + 100))
+        scores.append(evaluate_pair(truth, propagate_cells(nuclei, stain))["dsb_map"])
+    assert np.mean(scores) >= 0.55 and min(scores) > 0.45, scores

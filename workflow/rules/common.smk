@@ -19,6 +19,7 @@ from plateseg.config.checks import ConfigError, check_config, prepend_pythonpath
 from plateseg.config.models import model_files, with_set_settings
 from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
 from plateseg.config.params import (
+    cell_settings,
     classical_settings,
     engine_settings,
     maskrcnn_detection,
@@ -98,7 +99,9 @@ PLATES = sorted(MANIFEST["plate"].unique())
 WELLS = {p: sorted(MANIFEST.loc[MANIFEST["plate"] == p, "well"].unique()) for p in PLATES}
 ALL_WELLS = sorted({w for ws in WELLS.values() for w in ws})
 # label sets a well can have (method -> label store name); the configured method's set is the final one
-LABELSETS = {"classical": "classical", "unet": "unet_labels", "maskrcnn": "maskrcnn", "ensemble": "ensemble"}
+LABELSETS = {"classical": "classical", "unet": "unet_labels", "maskrcnn": "maskrcnn", "ensemble": "ensemble", "cells": "cells"}
+# cells.channel set: every final nucleus seeds a cell (segment_cells writes cells.zarr and cytoplasm.zarr)
+CELLS = config["cells"]["channel"] is not None
 FOLDS = [str(k) for k in range(config["training"]["folds"])]
 
 
@@ -169,8 +172,9 @@ def plate_label_stores(wildcards):
 
 
 def evaluated_labelsets():
-    """Label sets scored against the ground truth: the final method's and those of evaluation.compare."""
-    return sorted({config["segmentation"]["method"], *config["evaluation"]["compare"]})
+    """Label sets scored against the ground truth: the final method's and those of evaluation.compare (and the
+    cells, with cells.channel)."""
+    return sorted({config["segmentation"]["method"], *config["evaluation"]["compare"]} | ({"cells"} if CELL_TRUTH else set()))
 
 
 # ---- engines: training data, models, settings --------------------------------------------------
@@ -255,10 +259,14 @@ def picker_file():
 
 
 def measure_inputs(wildcards):
-    """The well image and its final labels, plus the picks table for the ensemble (engine, predicted IoU)."""
-    inputs = {"image": f"results/{wildcards.plate}/{wildcards.well}/image.zarr", "labels": final_labels(wildcards)}
+    """The well image and its final labels, plus the picks table for the ensemble (engine, predicted IoU) and the
+    cell and cytoplasm labels with cells.channel."""
+    well = f"results/{wildcards.plate}/{wildcards.well}"
+    inputs = {"image": f"{well}/image.zarr", "labels": final_labels(wildcards)}
     if config["segmentation"]["method"] == "ensemble":
-        inputs["picks"] = f"results/{wildcards.plate}/{wildcards.well}/picks.parquet"
+        inputs["picks"] = f"{well}/picks.parquet"
+    if CELLS:
+        inputs.update(cells=f"{well}/cells.zarr", cytoplasm=f"{well}/cytoplasm.zarr")
     return inputs
 
 
@@ -290,7 +298,7 @@ def groundtruth_table(wildcards):
     of the demo plate, whose ground truth rule demo_plate writes)."""
     gt = Path(config["evaluation"]["groundtruth"])
     rows = MANIFEST[MANIFEST["plate"] == wildcards.plate][["well", "field"]].drop_duplicates()
-    pattern = config["evaluation"]["pattern"]
+    pattern = config["evaluation"]["cell_pattern" if wildcards.get("labelset") == "cells" else "pattern"]
     table = [
         [w, int(f), str(gt / pattern.format(plate=wildcards.plate, well=w, field=int(f)))]
         for w, f in sorted(rows.itertuples(index=False))
@@ -303,9 +311,23 @@ def groundtruth_table(wildcards):
     if not found:
         raise ValueError(
             f"config key evaluation.groundtruth: no ground-truth file for plate {wildcards.plate} in {gt} "
-            f"(expected names like {table[0][2]!r} from evaluation.pattern)"
+            f"(expected names like {table[0][2]!r} from evaluation.{'cell_pattern' if wildcards.get('labelset') == 'cells' else 'pattern'})"
         )
     return found
+
+
+def _has_cell_truth():
+    """Whether any field has ground-truth cells (evaluation.cell_pattern): then the cells are evaluated too."""
+    if not (CELLS and config["evaluation"]["groundtruth"]):
+        return False
+    if demo_groundtruth():
+        return bool(config["demo"].get("cells"))
+    gt, pattern = Path(config["evaluation"]["groundtruth"]), config["evaluation"]["cell_pattern"]
+    fields = MANIFEST[["plate", "well", "field"]].drop_duplicates().itertuples(index=False)
+    return any((gt / pattern.format(plate=p, well=w, field=int(f))).is_file() for p, w, f in fields)
+
+
+CELL_TRUTH = _has_cell_truth()
 
 
 def groundtruth_files(wildcards):
@@ -327,13 +349,14 @@ def hcs_labelsets():
     method = config["segmentation"]["method"]
     ran = {"ensemble": ["unet", "maskrcnn"], "unet": ["maskrcnn"] if config["watershed"]["markers"] == "points" else []}
     ran = ran.get(method, []) + (evaluated_labelsets() if config["evaluation"]["groundtruth"] else [])
-    return {"nuclei": method, **{s: s for s in ("unet", "maskrcnn", "classical") if s in ran and s != method}}
+    sets = {"nuclei": method, **{s: s for s in ("unet", "maskrcnn", "classical") if s in ran and s != method}}
+    return {**sets, "cells": "cells", "cytoplasm": "cytoplasm"} if CELLS else sets
 
 
 def hcs_well_inputs(wildcards):
     """The well image store and the label stores of hcs_labelsets() of the well at row/column."""
     well = WELL_AT[(wildcards.plate, wildcards.row, wildcards.column)]
-    stores = [f"results/{wildcards.plate}/{well}/{LABELSETS[s]}.zarr" for s in hcs_labelsets().values()]
+    stores = [f"results/{wildcards.plate}/{well}/{LABELSETS.get(s, s)}.zarr" for s in hcs_labelsets().values()]
     return {"image": f"results/{wildcards.plate}/{well}/image.zarr", "labels": stores}
 
 

@@ -136,3 +136,29 @@ rule watershed:
         CONDA_ENV
     script:
         "../scripts/watershed.py"
+
+
+rule segment_cells:
+    """Cells grown from the well's final nuclei on the cell stain (cells.*), and their cytoplasm."""
+    input:
+        image="results/{plate}/{well}/image.zarr",
+        nuclei=final_labels,
+    output:
+        cells=directory("results/{plate}/{well}/cells.zarr"),
+        cytoplasm=directory("results/{plate}/{well}/cytoplasm.zarr"),
+    params:
+        channel=list(config["channels"]["names"]).index(config["cells"]["channel"]) if CELLS else None,
+        settings=cell_settings(config) if CELLS else {},
+        tile_size=config["tiling"]["tile_size"],
+        pixel_size=config["pixel_size"],
+        code=script_code("segment_cells"),
+    log:
+        "logs/{plate}/{well}/segment_cells.log",
+    threads: 1
+    resources:
+        mem_mb=mem_mb(2000),
+        runtime=30,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/segment_cells.py"

@@ -75,6 +75,12 @@ def check_config(config: dict) -> None:
             f"config key channels.nuclear: {ch['nuclear']!r} is not one of the channel ids in channels.names "
             f"({sorted(ch['names'])})"
         )
+    cell_channel = (config.get("cells") or {}).get("channel")
+    if cell_channel is not None and cell_channel not in ch["names"]:
+        raise ConfigError(
+            f"config key cells.channel: {cell_channel!r} is not one of the channel ids in channels.names "
+            f"({sorted(ch['names'])})"
+        )
     demo = config.get("demo", {})
     if not demo.get("enabled") and not Path(inp["dir"]).is_dir():
         raise ConfigError(f"config key input.dir: folder {inp['dir']!r} does not exist")

@@ -16,8 +16,12 @@ __all__ = ["DEMO_CHANNELS", "demo_files", "demo_groundtruth_files", "demo_image_
 
 log = logging.getLogger(__name__)
 
-# channel ids of the demo images (plateseg.io.synth.write_demo_run: 1 DNA, 2 marker)
+# channel ids of the demo images (plateseg.io.synth.write_demo_run: 1 DNA, 2 marker, 3 cytoplasm with demo.cells)
 DEMO_CHANNELS = ("1", "2")
+
+
+def _channels(demo: dict) -> tuple[str, ...]:
+    return DEMO_CHANNELS + (("3",) if demo.get("cells") else ())
 
 
 def _wells(demo: dict):
@@ -38,13 +42,15 @@ def demo_image_files(config: dict) -> list[str]:
     ['d/images/P_A01_s1_w1.tif', 'd/images/P_A01_s1_w2.tif']
     """
     demo = config["demo"]
-    return [os.path.join(config["input"]["dir"], f"{stem}_w{ch}.tif") for *_, stem in _wells(demo) for ch in DEMO_CHANNELS]
+    return [os.path.join(config["input"]["dir"], f"{stem}_w{ch}.tif") for *_, stem in _wells(demo) for ch in _channels(demo)]
 
 
 def demo_groundtruth_files(config: dict) -> list[str]:
-    """Paths of the demo's ground-truth label images (``<demo.dir>/groundtruth/<plate>_<well>_s<field>_labels.tif``)."""
+    """Paths of the demo's ground-truth label images (``<demo.dir>/groundtruth/<plate>_<well>_s<field>_labels.tif``,
+    and ``..._cells.tif`` with ``demo.cells``)."""
     demo = config["demo"]
-    return [os.path.join(demo["dir"], "groundtruth", f"{stem}_labels.tif") for *_, stem in _wells(demo)]
+    kinds = ("labels", "cells") if demo.get("cells") else ("labels",)
+    return [os.path.join(demo["dir"], "groundtruth", f"{stem}_{k}.tif") for *_, stem in _wells(demo) for k in kinds]
 
 
 def demo_files(config: dict) -> list[str]:
@@ -69,7 +75,7 @@ def demo_manifest(config: dict):
     records = [
         dict(plate=str(demo["plate"]), well=f"{row}{column:02d}", row=row, column=column, field=field, channel=ch,
              path=os.path.join(config["input"]["dir"], f"{stem}_w{ch}.tif"))
-        for row, column, field, stem in _wells(demo) for ch in DEMO_CHANNELS
+        for row, column, field, stem in _wells(demo) for ch in _channels(demo)
     ]
     df = pd.DataFrame.from_records(records, columns=["plate", "well", "row", "column", "field", "channel", "path"])
     df["column"] = df["column"].astype("int64")
@@ -92,6 +98,7 @@ def write_demo(demo: dict):
         fields=demo["fields"],
         shape=(demo["size"], demo["size"]),
         seed=demo["seed"],
+        cells=bool(demo.get("cells")),
     )
 
 

@@ -221,3 +221,14 @@ def classical_settings(config: dict) -> dict:
     {'min_area': 30, 'sigma': 1.0}
     """
     return canonical(config["segmentation"]["classical"])
+
+
+def cell_settings(config: dict) -> dict:
+    """Keyword arguments of plateseg.segment.cells.propagate_cells from config ``cells.propagation``.
+
+    Examples
+    --------
+    >>> cell_settings({"cells": {"propagation": {"sigma": 1.0, "regularization": 0.01}}})
+    {'regularization': 0.01, 'sigma': 1.0}
+    """
+    return canonical(config["cells"]["propagation"])

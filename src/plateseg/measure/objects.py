@@ -39,7 +39,7 @@ _INTENSITY = {
 }
 
 
-def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) -> pd.DataFrame:
+def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str], compartment: str = COMPARTMENT) -> pd.DataFrame:
     """Measure every object of one field.
 
     Parameters
@@ -50,6 +50,8 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) ->
         The field's channels, raw intensities.
     channels : list of str
         Channel names used in the ``Nuclei_Intensity_*_<name>`` columns.
+    compartment : str
+        The column prefix: ``Nuclei``, ``Cells`` or ``Cytoplasm``.
 
     Returns
     -------
@@ -74,12 +76,12 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) ->
     labels = np.asarray(labels).astype(np.int64, copy=False)
     props = ["label", "centroid", *SHAPE_COLUMNS, *_INTENSITY]
     if labels.max() == 0:
-        cols = _columns(channels)
+        cols = _columns(channels, compartment)
         return pd.DataFrame({c: pd.Series(dtype=np.int64 if c == "Metadata_ObjectNumber" else np.float64) for c in cols})
     t = measure.regionprops_table(
         labels, intensity_image=np.moveaxis(image, 0, -1).astype(np.float64), properties=props
     )
-    n = COMPARTMENT
+    n = compartment
     out = {
         "Metadata_ObjectNumber": t["label"].astype(np.int64),
         f"{n}_Location_Center_X": t["centroid-1"],
@@ -98,7 +100,7 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str]) ->
     for ci, ch in enumerate(channels):
         for name in TEXTURE_FEATURES.values():
             out[f"{n}_Texture_{name}_{ch}_{TEXTURE_DISTANCE}"] = np.array([f[ci][name] for f in textures], np.float64)
-    return pd.DataFrame(out)[_columns(channels)]
+    return pd.DataFrame(out)[_columns(channels, compartment)]
 
 
 def _slices(labels: np.ndarray, ids) -> list[tuple[slice, slice]]:
@@ -108,8 +110,8 @@ def _slices(labels: np.ndarray, ids) -> list[tuple[slice, slice]]:
     return [found[int(i) - 1] for i in ids]
 
 
-def _columns(channels: list[str]) -> list[str]:
-    n = COMPARTMENT
+def _columns(channels: list[str], compartment: str = COMPARTMENT) -> list[str]:
+    n = compartment
     cols = ["Metadata_ObjectNumber", f"{n}_Location_Center_X", f"{n}_Location_Center_Y",
             *(f"{n}_{c}" for c in SHAPE_COLUMNS.values()), f"{n}_AreaShape_FormFactor"]
     for ch in channels:
@@ -119,7 +121,8 @@ def _columns(channels: list[str]) -> list[str]:
     return cols
 
 
-def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame | None = None) -> pd.DataFrame:
+def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame | None = None,
+                 compartments: dict | None = None) -> pd.DataFrame:
     """Per-object table of a well: :func:`measure_field` over its fields, with ``Metadata_*`` columns.
 
     Parameters
@@ -134,6 +137,11 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
         ``Metadata_Ensemble_PredictedIoU``; every object must have a row. They are metadata, not
         ``Nuclei_`` features: how an object was segmented is not a phenotype to normalise and profile
         (and a text column among the features stops ``pycytominer.aggregate``).
+    compartments : dict, optional
+        ``{"Cells": store, "Cytoplasm": store}``: label stores whose objects have the nuclei's labels (a cell
+        per nucleus). Their ``Cells_*`` / ``Cytoplasm_*`` columns join each nucleus's row (NaN where a
+        nucleus has none, e.g. an empty cytoplasm), with ``Cells_Parent_Nuclei`` and
+        ``Nuclei_Children_Cells_Count``.
 
     Returns
     -------
@@ -161,7 +169,14 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
     names = channel_names(image_store)
     tables = []
     for field in list_fields(image_store):
-        df = measure_field(read_labels(label_store, field), open_field(image_store, field)[...], names)
+        image = open_field(image_store, field)[...]
+        df = measure_field(read_labels(label_store, field), image, names)
+        for compartment, store in (compartments or {}).items():
+            other = measure_field(read_labels(store, field), image, names, compartment)
+            if compartment == "Cells":
+                df["Nuclei_Children_Cells_Count"] = df["Metadata_ObjectNumber"].isin(other["Metadata_ObjectNumber"]).astype(np.int64)
+                other.insert(1, "Cells_Parent_Nuclei", other["Metadata_ObjectNumber"].astype(np.int64))
+            df = df.merge(other, on="Metadata_ObjectNumber", how="left")
         df.insert(0, "Metadata_Site", np.int64(field))
         tables.append(df)
     out = pd.concat(tables, ignore_index=True)

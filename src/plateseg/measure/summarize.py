@@ -28,8 +28,10 @@ def profile_features(objects: pd.DataFrame) -> list[str]:
 
 
 def feature_columns(objects: pd.DataFrame) -> list[str]:
-    """Numeric per-object features that are summarised (compartment columns but the locations)."""
-    return [c for c in profile_features(objects) if "_Location_" not in c and pd.api.types.is_numeric_dtype(objects[c])]
+    """Numeric per-object features that are summarised (compartment columns but the locations and the
+    parent-child relations)."""
+    return [c for c in profile_features(objects)
+            if not any(k in c for k in ("_Location_", "_Parent_", "_Children_")) and pd.api.types.is_numeric_dtype(objects[c])]
 
 
 def _well_metadata(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None) -> dict:
@@ -118,7 +120,7 @@ def plate_summary(well_rows: list[pd.DataFrame]) -> pd.DataFrame:
 
     Wells whose mean predicted IoU is low for the plate are flagged (:func:`flag_low_quality`).
     """
-    df = pd.concat(well_rows, ignore_index=True)
+    df = pd.concat(well_rows, ignore_index=True).copy()  # one block per dtype (many feature columns)
     keys = [k for k in ("Metadata_Plate", "Metadata_Row", "Metadata_Column") if k in df.columns]
     if keys:
         df["_rowlen"] = df["Metadata_Row"].str.len() if "Metadata_Row" in df.columns else 0

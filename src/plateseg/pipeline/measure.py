@@ -12,7 +12,7 @@ __all__ = ["measure_objects", "well_summary", "plate_tables"]
 log = logging.getLogger(__name__)
 
 
-def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFrame:
+def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, cytoplasm=None) -> pd.DataFrame:
     """Rule measure: the per-object table of a well's final labels, written to ``out``.
 
     Parameters
@@ -26,6 +26,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFr
     picks : path-like, optional
         The ensemble's picks table (only for the ensemble: adds ``Metadata_Ensemble_Source`` and
         ``Metadata_Ensemble_PredictedIoU``, see :func:`plateseg.measure.objects.measure_well`).
+    cells, cytoplasm : path-like, optional
+        The cell and cytoplasm label stores (with ``cells.channel``): ``Cells_*`` and ``Cytoplasm_*`` columns.
 
     Returns
     -------
@@ -39,7 +41,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None) -> pd.DataFr
     """
     from plateseg.measure.objects import measure_well
 
-    objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks))
+    compartments = {"Cells": cells, "Cytoplasm": cytoplasm} if cells is not None else None
+    objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks), compartments)
     log.info("%d objects measured", len(objects))
     write_table(objects, out)
     return objects

@@ -18,7 +18,7 @@ __all__ = ["propagate_cells", "cytoplasm"]
 
 
 def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, threshold: str = "otsu",
-                    threshold_scale: float = 1.0, regularization: float = 0.05, elevation: str = "intensity",
+                    threshold_scale: float = 1.0, regularization: float = 0.01, elevation: str = "intensity",
                     max_distance: float = 50.0) -> np.ndarray:
     """Cells of the nuclei on one cell-stain image.
 

@@ -1,0 +1,82 @@
+"""Cells and cytoplasm (issue 14): a real snakemake run on a tiny synthetic plate with a cytoplasm stain and
+ground-truth cells; the classical nuclei seed the cells (no training)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+import yaml
+import zarr
+
+from support import dry_run_jobs, run_snakemake, tiny_config
+
+pytestmark = pytest.mark.workflow
+
+CELLS = {"segmentation.method": "classical", "evaluation.compare": [], "cells.channel": "3",
+         "channels.names": {"1": "DNA", "2": "Marker", "3": "Cyto"}}
+
+
+def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp_path):
+    import pycytominer
+    from pycytominer.cyto_utils import infer_cp_features
+
+    from plateseg.evaluation.metrics import evaluate_pair
+    from plateseg.io.ngff import read_labels
+    from plateseg.io.synth import write_demo_run
+
+    run, work = tmp_path / "run", tmp_path / "work"
+    work.mkdir()
+    write_demo_run(run, plate="CELL", rows="A", columns=(1, 2), fields=1, shape=(256, 256), seed=5, cells=True)
+    tiny_config(work, run, **CELLS)
+    run_snakemake(work)
+    res = work / "results" / "CELL"
+    for well in ("A01", "A02"):
+        nuclei, cells = read_labels(res / well / "classical.zarr", 1), read_labels(res / well / "cells.zarr", 1)
+        cyto = read_labels(res / well / "cytoplasm.zarr", 1)
+        # one cell per final nucleus, with its label, holding the whole nucleus; cytoplasm = cell minus nucleus
+        assert set(np.unique(cells)) == set(np.unique(nuclei))
+        assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all()
+        assert np.array_equal(cyto, np.where(nuclei > 0, 0, cells))
+        # the cells follow the stain: near the true cells (the seeds are the classical nuclei, not the truth)
+        truth = tifffile.imread(run / "groundtruth" / f"CELL_{well}_s1_cells.tif")
+        assert evaluate_pair(truth, cells)["dsb_map"] > 0.5
+        # the HCS plate has them beside the nuclei
+        labels = zarr.open_group(str(res / "plate.zarr" / "A" / str(int(well[1:])) / "1" / "labels"), mode="r")
+        assert labels.attrs["ome"]["labels"] == ["nuclei", "cells", "cytoplasm"]
+    ev = pd.read_csv(res / "evaluation" / "cells.csv")
+    assert ev["mean_dsb_map"].iloc[0] > 0.5 and ev["total_n_true"].iloc[0] > 20
+
+    objects = pd.concat([pd.read_parquet(res / w / "objects.parquet") for w in ("A01", "A02")], ignore_index=True)
+    features = infer_cp_features(objects)
+    assert {c.split("_")[0] for c in features} == {"Nuclei", "Cells", "Cytoplasm"}
+    assert (objects["Cells_Parent_Nuclei"] == objects["Metadata_ObjectNumber"]).all()
+    assert (objects["Nuclei_Children_Cells_Count"] == 1).all()
+    assert (objects["Cells_AreaShape_Area"] >= objects["Nuclei_AreaShape_Area"]).all()
+    assert np.allclose(objects["Cells_AreaShape_Area"] - objects["Nuclei_AreaShape_Area"],
+                       objects["Cytoplasm_AreaShape_Area"].fillna(0))
+    # cytoplasm stain: brighter in the cytoplasm than in the nucleus (the synthetic stain leaves the nucleus dim)
+    assert (objects["Cytoplasm_Intensity_MeanIntensity_Cyto"] > objects["Nuclei_Intensity_MeanIntensity_Cyto"]).mean() > 0.9
+    aggregated = pycytominer.aggregate(objects, features="infer", compute_object_count=True)
+    profiles = pd.read_csv(res / "profiles.csv")
+    np.testing.assert_allclose(profiles[features].to_numpy(float), aggregated[features].to_numpy(float), rtol=1e-9)
+
+    # a cells.* key reruns the cells and what follows them, never the nuclei
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["cells"]["propagation"]["regularization"] = 0.2
+    (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    jobs = dry_run_jobs(run_snakemake(work, "--dry-run").stdout)
+    assert {rule for rule, _ in jobs} == {"segment_cells", "measure", "summarize_well", "hcs_well", "well_thumbnail",
+                                          "plate_summary", "plate_qc", "hcs_plate", "evaluate"}, jobs
+    assert ("evaluate", "cells") in jobs and ("evaluate", "classical") not in jobs
+
+
+def test_a_cell_channel_that_is_not_a_channel_names_the_key(tmp_path):
+    from plateseg.io.synth import write_demo_run
+
+    run, work = tmp_path / "run", tmp_path / "work"
+    work.mkdir()
+    write_demo_run(run, plate="CELL", rows="A", columns=(1,), fields=1, shape=(64, 64), seed=5)
+    tiny_config(work, run, **{**CELLS, "cells.channel": "4"})
+    proc = run_snakemake(work, "--dry-run", check=False)
+    assert proc.returncode != 0 and "cells.channel: '4' is not one of the channel ids" in proc.stdout + proc.stderr
