@@ -298,7 +298,8 @@ def groundtruth_table(wildcards):
     of the demo plate, whose ground truth rule demo_plate writes)."""
     gt = Path(config["evaluation"]["groundtruth"])
     rows = MANIFEST[MANIFEST["plate"] == wildcards.plate][["well", "field"]].drop_duplicates()
-    pattern = config["evaluation"]["cell_pattern" if wildcards.get("labelset") == "cells" else "pattern"]
+    key = "cell_pattern" if wildcards.get("labelset") == "cells" else "pattern"
+    pattern = config["evaluation"][key]
     table = [
         [w, int(f), str(gt / pattern.format(plate=wildcards.plate, well=w, field=int(f)))]
         for w, f in sorted(rows.itertuples(index=False))
@@ -311,7 +312,7 @@ def groundtruth_table(wildcards):
     if not found:
         raise ValueError(
             f"config key evaluation.groundtruth: no ground-truth file for plate {wildcards.plate} in {gt} "
-            f"(expected names like {table[0][2]!r} from evaluation.{'cell_pattern' if wildcards.get('labelset') == 'cells' else 'pattern'})"
+            f"(expected names like {table[0][2]!r} from evaluation.{key})"
         )
     return found
 
