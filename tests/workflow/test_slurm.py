@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from support import REPO, run_snakemake, tiny_config
+from support import REPO, dry_run_jobs, run_snakemake, tiny_config
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -89,14 +89,9 @@ def _submissions(workdir: Path) -> dict[str, list[str]]:
 
 
 def _planned(workdir: Path) -> list[tuple[str, str]]:
-    out = run_snakemake(workdir, "--dry-run").stdout
-    jobs = []
-    for block in re.split(r"\n(?=(?:local)?rule \w+:)", out):
-        m = re.match(r"(?:local)?rule (\w+):", block.strip())
-        if m and m.group(1) != "all":
-            w = re.search(r"well=(\w+)", block)
-            jobs.append((m.group(1), w.group(1) if w else ""))
-    return jobs
+    """(rule, well or '') of every job a dry run plans (an HCS plate well's job is given its well)."""
+    jobs = dry_run_jobs(run_snakemake(workdir, "--dry-run").stdout).elements()
+    return [(rule, key if re.fullmatch(r"[A-Z]+[0-9]+", key) else "") for rule, key in jobs]
 
 
 def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, tiny_run):
@@ -108,7 +103,7 @@ def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, tiny_run):
         tiny_config(work, run)
 
     planned = _planned(cluster)
-    local_rules = {"plate_summary", "plate_qc", "hcs_row", "hcs_plate"}
+    local_rules = {"plate_summary", "plate_qc", "hcs_row", "hcs_plate", "training_curves"}
     grouped = {rule for rule, group in _profile()["groups"].items() if group == "wellpost"}
     assert grouped & {r for r, _ in planned}, "the demo plate runs no grouped rule"
     t0 = time.monotonic()

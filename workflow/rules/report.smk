@@ -2,6 +2,7 @@
 localrules:
     plate_summary,
     plate_qc,
+    training_curves,
 
 
 rule plate_summary:
