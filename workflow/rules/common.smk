@@ -15,7 +15,7 @@ sys.path.insert(0, str(SRC))
 
 from snakemake.utils import validate
 
-from plateseg.config.checks import ConfigError, check_config, prepend_pythonpath, schema_problems
+from plateseg.config.checks import ConfigError, check_config, engines_used, prepend_pythonpath, schema_problems
 from plateseg.config.models import model_files, with_set_settings
 from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
 from plateseg.config.params import (
@@ -347,9 +347,7 @@ PLATE_POSITIONS = {p: sorted((str(r.row), int(r.column)) for r in _POSITIONS[_PO
 def hcs_labelsets():
     """Label name in each field's labels/ group -> label set: the final labels as "nuclei", then the other
     label sets that the run makes anyway (the ensemble's engines, Mask R-CNN markers, evaluated sets)."""
-    method = config["segmentation"]["method"]
-    ran = {"ensemble": ["unet", "maskrcnn"], "unet": ["maskrcnn"] if config["watershed"]["markers"] == "points" else []}
-    ran = ran.get(method, []) + (evaluated_labelsets() if config["evaluation"]["groundtruth"] else [])
+    method, ran = config["segmentation"]["method"], engines_used(config)
     sets = {"nuclei": method, **{s: s for s in ("unet", "maskrcnn", "classical") if s in ran and s != method}}
     return {**sets, "cells": "cells", "cytoplasm": "cytoplasm"} if CELLS else sets
 
@@ -387,11 +385,8 @@ def thumbnail_inputs(wildcards):
 
 
 def used_engines():
-    """The engines whose models the run uses (final method and evaluated label sets)."""
-    sets = set(evaluated_labelsets()) | {config["segmentation"]["method"]}
-    engines = [e for e in ("unet", "maskrcnn") if {e, "ensemble"} & sets]
-    return engines + (["maskrcnn"] if "unet" in engines and config["watershed"]["markers"] == "points"
-                      and "maskrcnn" not in engines else [])
+    """The engines whose models the run uses (plateseg.config.checks.engines_used), U-Net first."""
+    return [e for e in ("unet", "maskrcnn") if e in engines_used(config)]
 
 
 def used_checkpoints(wildcards):

@@ -24,7 +24,7 @@ import numpy as np
 import zarr
 
 from plateseg.io.files import atomic_path
-from plateseg.io.ngff import NGFF_VERSION, channel_names, list_fields, open_field, read_labels
+from plateseg.io.ngff import NGFF_VERSION, _multiscale, channel_names, list_fields, open_field, read_labels
 
 __all__ = ["pyramid_levels", "downsample", "write_hcs_well", "write_hcs_row", "write_hcs_plate", "well_path"]
 
@@ -69,14 +69,6 @@ def downsample(a: np.ndarray, labels: bool = False) -> np.ndarray:
     p = np.pad(a.astype(np.float64), pad, mode="edge")
     m = p.reshape(*p.shape[:-2], p.shape[-2] // 2, 2, p.shape[-1] // 2, 2).mean(axis=(-3, -1))
     return np.rint(m).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else m.astype(a.dtype)
-
-
-def _multiscales(name: str, axes: list[dict], scale: list[float], levels: int) -> list[dict]:
-    datasets = []
-    for k in range(levels):
-        s = [v * (2**k) if ax["type"] == "space" else v for v, ax in zip(scale, axes)]
-        datasets.append({"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": s}]})
-    return [{"name": name, "axes": axes, "datasets": datasets}]
 
 
 def _write_pyramid(group: zarr.Group, a: np.ndarray, dims: tuple[str, ...], tile_size: int, labels: bool) -> int:
@@ -134,7 +126,7 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
             omero = dict(src[str(field)].attrs["ome"]["omero"])
             omero["channels"] = [{**c, "window": _window(image[ci])} for ci, c in enumerate(omero["channels"])]
             g.attrs["ome"] = {"version": NGFF_VERSION, "omero": omero,
-                              "multiscales": _multiscales(f"{row}{int(column):02d} field {field}", axes, scale, levels)}
+                              "multiscales": [_multiscale(f"{row}{int(column):02d} field {field}", axes, scale, levels)]}
             lg = g.create_group("labels")
             lg.attrs["ome"] = {"version": NGFF_VERSION, "labels": list(label_stores)}
             for name, store in label_stores.items():
@@ -145,7 +137,7 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
                 lab_levels = _write_pyramid(lab_g, lab.astype(np.uint32, copy=False), ("y", "x"), tile_size, labels=True)
                 lab_g.attrs["ome"] = {
                     "version": NGFF_VERSION,
-                    "multiscales": _multiscales(name, axes[1:], scale[1:], lab_levels),
+                    "multiscales": [_multiscale(name, axes[1:], scale[1:], lab_levels)],
                     "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
                 }
             log.info("field %d (%d/%d): %s x %d channels, %d level(s), labels %s", field, i, len(fields),

@@ -44,14 +44,11 @@ log = logging.getLogger(__name__)
 NGFF_VERSION = "0.5"
 
 
-def _multiscale(name: str, axes: list[dict], scale: list[float]) -> dict:
-    return {
-        "name": name,
-        "axes": axes,
-        "datasets": [
-            {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": scale}]}
-        ],
-    }
+def _multiscale(name: str, axes: list[dict], scale: list[float], levels: int = 1) -> dict:
+    """NGFF multiscale metadata: level k at path "k", its space axes scaled by 2**k."""
+    datasets = [{"path": str(k), "coordinateTransformations": [{"type": "scale", "scale": [
+        v * 2**k if ax["type"] == "space" else v for v, ax in zip(scale, axes)]}]} for k in range(levels)]
+    return {"name": name, "axes": axes, "datasets": datasets}
 
 
 def _space_axes() -> list[dict]:

@@ -81,6 +81,7 @@ def segment_image(image: np.ndarray, config: dict, channels: list[str] | None = 
     picks : pandas.DataFrame or None
         For the ensemble: the engine and predicted IoU of every label.
     """
+    from plateseg.config.checks import engines_used
     from plateseg.config.models import model_files
     from plateseg.config.params import classical_settings, maskrcnn_detection, watershed_settings
     from plateseg.io.files import read_table
@@ -100,9 +101,7 @@ def segment_image(image: np.ndarray, config: dict, channels: list[str] | None = 
     tile, halo, batch = config["tiling"]["tile_size"], config["tiling"]["halo"], config["inference"]["batch_size"]
     px = config["pixel_size"]
     files = model_files(config, repo)
-    engines = {"ensemble": ["unet", "maskrcnn"], "unet": ["unet"], "maskrcnn": ["maskrcnn"], "classical": []}[method]
-    if "unet" in engines and config["watershed"]["markers"] == "points":
-        engines.append("maskrcnn")
+    engines = [e for e in ("unet", "maskrcnn") if e in engines_used(config)]  # U-Net first: it measures the scale
     missing = [e for e in engines + (["picker"] if method == "ensemble" else []) if not files[e]]
     if missing:
         raise ValueError(f"segmentation.method {method} needs the {', '.join(missing)} model(s): "
