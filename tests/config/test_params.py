@@ -156,3 +156,16 @@ def test_schema_defaults_equal_the_library_defaults():
             if _tuples(value) != _tuples(library[section][name]):
                 differ.append(f"{section}.{key}: schema {value!r}, library {library[section][name]!r}")
     assert not differ, "schema and library defaults differ:\n" + "\n".join(differ)
+
+
+def test_cell_propagation_defaults_are_the_library_defaults_and_the_configs_values():
+    """cells.propagation: the schema's defaults are propagate_cells's, and both repository configs spell them out."""
+    from plateseg.segment.cells import propagate_cells
+
+    library = {k: v.default for k, v in inspect.signature(propagate_cells).parameters.items()
+               if v.default is not inspect.Parameter.empty}
+    schema = _defaults("cells", "propagation")
+    assert schema == library
+    for path in (REPO / "config.yaml", REPO / "config" / "demo-train.yaml"):
+        assert yaml.safe_load(path.read_text())["cells"]["propagation"] == schema, path
+    assert params.cell_settings({"cells": {"propagation": schema}}) == dict(sorted(library.items()))

@@ -38,14 +38,15 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
         assert set(np.unique(cells)) == set(np.unique(nuclei))
         assert (cells[nuclei > 0] == nuclei[nuclei > 0]).all()
         assert np.array_equal(cyto, np.where(nuclei > 0, 0, cells))
-        # the cells follow the stain: near the true cells (the seeds are the classical nuclei, not the truth)
+        # the cells follow the stain: near the true cells (the seeds are the classical nuclei, not the truth);
+        # issue 14 asks for DSB mAP >= 0.6 (0.71 and 0.89 when written)
         truth = tifffile.imread(run / "groundtruth" / f"CELL_{well}_s1_cells.tif")
-        assert evaluate_pair(truth, cells)["dsb_map"] > 0.5
+        assert evaluate_pair(truth, cells)["dsb_map"] >= 0.6
         # the HCS plate has them beside the nuclei
         labels = zarr.open_group(str(res / "plate.zarr" / "A" / str(int(well[1:])) / "1" / "labels"), mode="r")
         assert labels.attrs["ome"]["labels"] == ["nuclei", "cells", "cytoplasm"]
     ev = pd.read_csv(res / "evaluation" / "cells.csv")
-    assert ev["mean_dsb_map"].iloc[0] > 0.5 and ev["total_n_true"].iloc[0] > 20
+    assert ev["mean_dsb_map"].iloc[0] >= 0.6 and ev["total_n_true"].iloc[0] > 20
 
     objects = pd.concat([pd.read_parquet(res / w / "objects.parquet") for w in ("A01", "A02")], ignore_index=True)
     features = infer_cp_features(objects)

@@ -226,9 +226,15 @@ def classical_settings(config: dict) -> dict:
 def cell_settings(config: dict) -> dict:
     """Keyword arguments of plateseg.segment.cells.propagate_cells from config ``cells.propagation``.
 
+    The keys (defaults from the schema, chosen on synthetic training fields; ``bench/cells_synth.py`` measures
+    them on held-out ones): ``sigma`` (0.5, smoothing of the stain, px), ``threshold`` (li | otsu, the mask cells
+    grow in) times ``threshold_scale`` (1), ``regularization`` (0.01, distance against the elevation),
+    ``elevation`` (ridge | intensity | gradient: where touching cells meet), ``ridge_sigma`` (1, scale of the
+    dark lines, px) and ``max_distance`` (50 px from the nucleus).
+
     Examples
     --------
-    >>> cell_settings({"cells": {"propagation": {"sigma": 1.0, "regularization": 0.01}}})
-    {'regularization': 0.01, 'sigma': 1.0}
+    >>> cell_settings({"cells": {"propagation": {"sigma": 0.5, "elevation": "ridge", "regularization": 0.01}}})
+    {'elevation': 'ridge', 'regularization': 0.01, 'sigma': 0.5}
     """
     return canonical(config["cells"]["propagation"])

@@ -1,12 +1,14 @@
 """Whole cells grown from their nuclei: CellProfiler IdentifySecondaryObjects (Propagation) as a baseline.
 
 Every nucleus seeds one cell with the nucleus's label. Cells grow on the cell stain inside a threshold mask
-(Otsu or Li, times a correction factor) by a compact watershed: a pixel joins the seed that reaches it with
-the lowest cost, the cost mixing the image (the stain inverted, so that neighbouring cells meet at the
-intensity valley between them, or its gradient, so that they meet at an edge) with the distance travelled,
-weighted by ``regularization`` -- Propagation's lambda: 0 follows the image only, large values give Voronoi
-cells of the nuclei. No cell reaches farther than ``max_distance`` pixels from its own nucleus, and a nucleus
-outside the mask keeps a cell: its nucleus.
+(Li's minimum cross-entropy -- CellProfiler's default -- or Otsu, times a correction factor) by a compact
+watershed: a pixel joins the seed that reaches it with the lowest cost, the cost mixing the image with the
+distance travelled, weighted by ``regularization`` -- Propagation's lambda: 0 follows the image only, large
+values give Voronoi cells of the nuclei. The image is the stain's dark ridges (``ridge``: the membranes or
+dim lines where touching cells meet), the inverted stain (``intensity``: cells meet at its valleys,
+CellProfiler's "Watershed - Image") or its Sobel gradient (``gradient``: at edges, "Watershed - Gradient").
+No cell reaches farther than ``max_distance`` pixels from its own nucleus, and a nucleus outside the mask
+keeps a cell: its nucleus.
 """
 from __future__ import annotations
 
@@ -14,12 +16,55 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
-__all__ = ["propagate_cells", "cytoplasm"]
+__all__ = ["propagate_cells", "cytoplasm", "elevation_map"]
+
+ELEVATIONS = ("ridge", "intensity", "gradient")
+THRESHOLDS = {"li": filters.threshold_li, "otsu": filters.threshold_otsu}
 
 
-def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, threshold: str = "otsu",
-                    threshold_scale: float = 1.0, regularization: float = 0.01, elevation: str = "intensity",
-                    max_distance: float = 50.0) -> np.ndarray:
+def elevation_map(scaled: np.ndarray, elevation: str = "ridge", ridge_sigma: float = 1.0) -> np.ndarray:
+    """The surface cells flood, from the smoothed stain scaled to 0..1; low where cells grow, high where they meet.
+
+    Parameters
+    ----------
+    scaled : (H, W) float array
+        The smoothed cell stain, scaled to 0..1.
+    elevation : {"ridge", "intensity", "gradient"}
+        ``ridge``: the Sato filter's dark-ridge response at scale ``ridge_sigma``, divided by its maximum (0..1;
+        high on thin dark lines such as the membrane between touching cells, whatever the cells' brightness);
+        ``intensity``: ``1 - scaled`` (high in dim valleys); ``gradient``: the Sobel gradient (high at edges).
+    ridge_sigma : float
+        Scale of the ridge filter, pixels (about the half-width of the dark lines).
+
+    Returns
+    -------
+    (H, W) float array
+
+    Examples
+    --------
+    A dark line (column 4) between two bright regions is the ridge; the flat parts are not:
+
+    >>> img = np.ones((9, 9)); img[:, 4] = 0.4
+    >>> ridge = elevation_map(img, "ridge")
+    >>> int(ridge[4].argmax()), float(ridge[4].max()), bool(ridge[4, 0] < 0.05)
+    (4, 1.0, True)
+    >>> elevation_map(img, "intensity")[4, 3:6].round(2).tolist()
+    [0.0, 0.6, 0.0]
+    """
+    if elevation == "intensity":
+        return 1.0 - scaled
+    if elevation == "gradient":
+        return filters.sobel(scaled)
+    if elevation == "ridge":
+        ridge = filters.sato(scaled, sigmas=[ridge_sigma], black_ridges=True, mode="reflect")
+        top = float(ridge.max())
+        return ridge / top if top > 0 else ridge
+    raise ValueError(f"elevation must be one of {ELEVATIONS}, got {elevation!r}")
+
+
+def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 0.5, threshold: str = "li",
+                    threshold_scale: float = 1.0, regularization: float = 0.01, elevation: str = "ridge",
+                    ridge_sigma: float = 1.0, max_distance: float = 50.0) -> np.ndarray:
     """Cells of the nuclei on one cell-stain image.
 
     Parameters
@@ -30,14 +75,18 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, t
         The cell stain (cytoplasm, membrane or whole-cell marker).
     sigma : float
         Gaussian smoothing of the stain, pixels.
-    threshold : {"otsu", "li"}
-        Global threshold of the smoothed stain: the mask cells grow in.
+    threshold : {"li", "otsu"}
+        Global threshold of the smoothed stain: the mask cells grow in (Li's minimum cross-entropy keeps dim
+        cells and the dim rims of cells that Otsu's threshold cuts off when cells vary in brightness).
     threshold_scale : float
         Multiplies the threshold (CellProfiler's threshold correction factor).
     regularization : float
-        Weight of the distance against the image (the stain scaled to 0..1): the watershed's compactness.
-    elevation : {"intensity", "gradient"}
-        What the cells flood: the inverted stain (cells meet at dark valleys) or its Sobel gradient (at edges).
+        Weight of the distance against the elevation (0..1): the watershed's compactness.
+    elevation : {"ridge", "intensity", "gradient"}
+        What the cells flood (:func:`elevation_map`): the stain's dark ridges (cells meet along dark lines),
+        the inverted stain (at dark valleys) or its Sobel gradient (at edges).
+    ridge_sigma : float
+        Scale of the ridge filter (``elevation="ridge"``), pixels.
     max_distance : float
         No cell pixel lies farther than this from its nucleus (pixels).
 
@@ -53,7 +102,9 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, t
 
     >>> img = np.full((5, 20), 100.0); img[:, 12] = 60; img[:, 19] = 0
     >>> nuc = np.zeros((5, 20), int); nuc[2, 3] = 1; nuc[2, 16] = 2
-    >>> propagate_cells(nuc, img, sigma=0, regularization=0.001)[2].tolist()
+    >>> propagate_cells(nuc, img, sigma=0)[2].tolist()
+    [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 0]
+    >>> propagate_cells(nuc, img, sigma=0, elevation="intensity", regularization=0.001)[2].tolist()
     [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 0]
     >>> propagate_cells(nuc, img, sigma=0, regularization=10)[2].tolist()
     [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 2, 0]
@@ -61,6 +112,9 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, t
     nuclei = np.asarray(nuclei)
     if nuclei.shape != image.shape:
         raise ValueError(f"nuclei {nuclei.shape} and the cell image {image.shape} differ in shape")
+    if elevation not in ELEVATIONS or threshold not in THRESHOLDS:
+        raise ValueError(f"elevation must be one of {ELEVATIONS} and threshold one of {tuple(THRESHOLDS)}, got "
+                         f"{elevation!r}, {threshold!r}")
     out = np.zeros(nuclei.shape, np.uint32)
     if nuclei.max() == 0:
         return out
@@ -68,12 +122,12 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 1.0, t
     lo, hi = float(smooth.min()), float(smooth.max())
     scaled = (smooth - lo) / (hi - lo) if hi > lo else np.zeros_like(smooth)
     if hi > lo:
-        t = {"otsu": filters.threshold_otsu, "li": filters.threshold_li}[threshold](scaled) * threshold_scale
+        t = THRESHOLDS[threshold](scaled) * threshold_scale
         mask = scaled > t
     else:
         mask = np.zeros(nuclei.shape, bool)
     mask |= nuclei > 0
-    surface = 1.0 - scaled if elevation == "intensity" else filters.sobel(scaled)
+    surface = elevation_map(scaled, elevation, ridge_sigma)
     cells = segmentation.watershed(surface, markers=nuclei, mask=mask, compactness=regularization)
     # distance cap: a pixel farther than max_distance from its own nucleus leaves its cell
     far = ndi.distance_transform_edt(nuclei == 0) > max_distance  # farther than that from every nucleus
