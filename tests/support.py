@@ -111,7 +111,7 @@ def dry_run_jobs(out: str) -> Counter:
 def checked_config(tmp_path, **sections):
     """A minimal config for check_config in ``tmp_path``, with ``section__key=value`` changes."""
     cfg = {"input": {"dir": str(tmp_path), "scheme": "cellprofiler"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
-           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32}, "evaluation": {"groundtruth": None},
+           "demo": {"enabled": False}, "tiling": {"tile_size": 256, "halo": 32, "block_size": 2048, "block_halo": 64}, "evaluation": {"groundtruth": None},
            "segmentation": {"method": "unet"}, "models": {"source": "train", "unet": None, "maskrcnn": None, "picker": None},
            "training": {"annotations": None},
            "unet": {"encoder_depth": 4, "decoder_channels": [64, 32, 16, 16], "crop_size": 128, "p_low": 1.0, "p_high": 99.8},

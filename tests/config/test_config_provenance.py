@@ -25,6 +25,8 @@ REPO = Path(__file__).resolve().parents[2]
     ({"input__scheme": "samplesheet"}, "input.sample_sheet"),
     ({"channels__nuclear": "3"}, "channels.nuclear"),
     ({"tiling__halo": 300}, "tiling.halo"),
+    ({"tiling__block_size": 1000}, "tiling.block_size"),
+    ({"tiling__block_halo": 4096}, "tiling.block_halo"),
     ({"evaluation__groundtruth": "/no/gt"}, "evaluation.groundtruth"),
     # the demo's images are in demo.dir/images, CellProfiler-named
     ({"demo__enabled": True, "demo__dir": "d", "input__dir": "elsewhere"}, "input.dir"),

@@ -74,20 +74,3 @@ def test_label_store_roundtrip_and_readable_by_ome_zarr(tmp_path):
     nodes = list(Reader(parse_url(str(tmp_path / "labels.zarr" / "2" / "labels" / "nuclei")))())
     assert any(isinstance(s, Label) for s in nodes[0].specs)
     np.testing.assert_array_equal(np.asarray(nodes[0].data[0]), lab)
-
-
-def test_segment_well_labels_every_field_and_logs_counts(tmp_path, caplog):
-    import logging
-
-    from plateseg.io.ngff import segment_well
-
-    img = np.zeros((2, 20, 20), np.uint16)
-    img[0, 2:6, 2:6] = 9
-    write_well_image(tmp_path / "image.zarr", {1: img, 2: img * 0}, ["DNA", "Marker"], 8, 1.0)
-    with caplog.at_level(logging.INFO, logger="plateseg.io.ngff"):
-        segment_well(tmp_path / "image.zarr", tmp_path / "lab.zarr", lambda a, field: (a[0] > 0).astype(np.uint32),
-                     tile_size=8, pixel_size=1.0, attrs={"method": "test"}, describe="threshold")
-    assert label_fields(tmp_path / "lab.zarr") == [1, 2]
-    assert read_labels(tmp_path / "lab.zarr", 1).sum() == 16 and read_labels(tmp_path / "lab.zarr", 2).max() == 0
-    assert "field 1 (1/2): 1 nuclei (threshold)" in caplog.text
-    assert zarr.open_group(str(tmp_path / "lab.zarr"), mode="r").attrs["plateseg"] == {"method": "test"}

@@ -9,6 +9,8 @@ rule segment_classical:
         settings=classical_settings(config),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
+        block_size=config["tiling"]["block_size"],
+        block_halo=config["tiling"]["block_halo"],
         code=script_code("segment_classical"),
     log:
         "logs/{plate}/{well}/segment_classical.log",
@@ -125,6 +127,8 @@ rule watershed:
         settings=watershed_settings(config),
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
+        block_size=config["tiling"]["block_size"],
+        block_halo=config["tiling"]["block_halo"],
         code=script_code("watershed"),
     log:
         "logs/{plate}/{well}/watershed.log",

@@ -95,6 +95,12 @@ def check_config(config: dict) -> None:
         raise ConfigError(
             f"config key tiling.halo: must be smaller than tiling.tile_size ({tiling['tile_size']}), got {tiling['halo']}"
         )
+    if tiling and tiling.get("block_size", 0) % tiling.get("tile_size", 1):
+        raise ConfigError(f"config key tiling.block_size: must be a multiple of tiling.tile_size ({tiling['tile_size']}) "
+                          f"so that blocks are whole chunks, got {tiling['block_size']}")
+    if tiling and tiling.get("block_halo", 0) >= tiling.get("block_size", 2**31):
+        raise ConfigError(f"config key tiling.block_halo: must be smaller than tiling.block_size "
+                          f"({tiling['block_size']}), got {tiling['block_halo']}")
     ev = config.get("evaluation", {})
     if ev.get("groundtruth") and not demo.get("enabled") and not Path(ev["groundtruth"]).is_dir():
         raise ConfigError(f"config key evaluation.groundtruth: folder {ev['groundtruth']!r} does not exist")

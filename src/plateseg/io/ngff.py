@@ -27,7 +27,6 @@ from plateseg.io.files import atomic_path
 
 __all__ = [
     "NGFF_VERSION",
-    "segment_well",
     "write_well_image",
     "create_well_image",
     "open_field",
@@ -255,23 +254,3 @@ def read_labels(path, field: int) -> np.ndarray:
     if key not in root:
         raise KeyError(f"{path}: no labels for field {field} (fields: {label_fields(path)})")
     return root[key][...]
-
-
-def segment_well(source, out, segment, tile_size: int, pixel_size: float, attrs=None, describe=None) -> None:
-    """Label every field of the well store ``source`` with ``segment`` and write the label store ``out``.
-
-    ``segment(field_array, field) -> (H, W) labels`` receives the lazy (c, y, x) array of a field and
-    its number. Fields
-    are processed one at a time (one in memory) and logged with their nucleus count; ``describe``
-    adds a note to each log line.
-    """
-    fields = list_fields(source)
-
-    def labelled():
-        for i, field in enumerate(fields, start=1):
-            labels = segment(open_field(source, field), field)
-            log.info("field %d (%d/%d): %d nuclei%s", field, i, len(fields), labels.max(),
-                     f" ({describe})" if describe else "")
-            yield field, labels
-
-    write_well_labels(out, labelled(), tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)

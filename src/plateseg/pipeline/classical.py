@@ -8,7 +8,8 @@ from __future__ import annotations
 __all__ = ["classical_well"]
 
 
-def classical_well(image, out, channel: int, settings: dict, tile_size: int = 256, pixel_size: float = 1.0):
+def classical_well(image, out, channel: int, settings: dict, tile_size: int = 256, pixel_size: float = 1.0,
+                   block_size: int | None = None, halo: int = 64):
     """Rule segment_classical: classical baseline labels for every field of a well.
 
     Parameters
@@ -24,6 +25,9 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
     tile_size : int
     pixel_size : float
         Chunk edge and micrometres per pixel of the label store.
+    block_size, halo : int, optional
+        A field larger than ``block_size`` is labelled block by block with ``halo`` of context, at the
+        whole field's threshold (:func:`plateseg.segment.classical.field_threshold`); None: every field whole.
 
     Examples
     --------
@@ -37,9 +41,18 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
     >>> int(read_labels(d / "labels.zarr", 1).max())
     1
     """
-    from plateseg.io.ngff import segment_well
-    from plateseg.segment.classical import segment_classical
+    import numpy as np
 
-    return segment_well(image, out, lambda img, field: segment_classical(img[channel], **settings),
-                        tile_size=tile_size, pixel_size=pixel_size,
-                        attrs={"method": "classical", "settings": dict(settings)})
+    from plateseg.pipeline.labelling import segment_well
+    from plateseg.segment.classical import field_threshold, segment_classical
+
+    def segmenter(img, field, blockwise):
+        kw = dict(settings)
+        if blockwise:  # the whole field's threshold, so that every block cuts at the same level
+            kw["threshold"] = field_threshold(lambda s: img[(channel,) + tuple(s)], img.shape[-2:],
+                                              kw.get("threshold", "li"), kw.get("sigma", 1.0),
+                                              kw.get("background_size", 0), block_size, halo)
+        return lambda window, origin: segment_classical(np.asarray(window[channel]), **kw)
+
+    return segment_well(image, out, segmenter, tile_size=tile_size, pixel_size=pixel_size,
+                        attrs={"method": "classical", "settings": dict(settings)}, block_size=block_size, halo=halo)

@@ -9,7 +9,8 @@ from plateseg.io.files import read_table
 __all__ = ["watershed_well"]
 
 
-def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256, pixel_size: float = 1.0):
+def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256, pixel_size: float = 1.0,
+                   block_size: int | None = None, halo: int = 64):
     """Rule watershed: instance labels from a well's U-Net maps.
 
     Parameters
@@ -28,6 +29,9 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
     tile_size : int
     pixel_size : float
         Chunk edge and micrometres per pixel of the label store.
+    block_size, halo : int, optional
+        A field larger than ``block_size`` is labelled block by block with ``halo`` of context
+        (:func:`plateseg.pipeline.labelling.segment_well`); None: every field whole.
 
     Examples
     --------
@@ -35,7 +39,7 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
                        {"mode": "centre"})
     """
     from plateseg.engines.scale import scaled_watershed, stored_scales
-    from plateseg.io.ngff import segment_well
+    from plateseg.pipeline.labelling import segment_well
     from plateseg.segment.watershed import instances_from_maps
 
     settings = dict(settings)
@@ -45,10 +49,21 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
         table = read_table(points)
         by_field = {f: t[["centroid_y", "centroid_x"]].to_numpy() for f, t in table.groupby("field")}
 
-    def segment(field_maps, field):
+    def segmenter(field_maps, field, blockwise):
         pts = None if by_field is None else by_field.get(field, np.zeros((0, 2)))
         field_settings = scaled_watershed(settings, float(scales.get(str(field), 1.0)))
-        return instances_from_maps(field_maps[...].astype(np.float32), points=pts, **field_settings)
 
-    return segment_well(maps, out, segment, tile_size=tile_size, pixel_size=pixel_size,
-                        attrs={"method": "unet", "watershed": settings}, describe=f"markers {settings['mode']}")
+        def label(window, origin):
+            window = np.asarray(window, np.float32)
+            local = None
+            if pts is not None:  # the markers inside this window, in its coordinates
+                local = np.asarray(pts, float) - np.asarray(origin, float)
+                inside = ((local >= 0) & (local < np.array(window.shape[-2:]))).all(axis=1)
+                local = local[inside]
+            return instances_from_maps(window, points=local, **field_settings)
+
+        return label
+
+    return segment_well(maps, out, segmenter, tile_size=tile_size, pixel_size=pixel_size,
+                        attrs={"method": "unet", "watershed": settings}, describe=f"markers {settings['mode']}",
+                        block_size=block_size, halo=halo)

@@ -1,0 +1,88 @@
+"""Labelling every field of a well store into a label store: whole, or block by block for fields larger than a
+block (whole slides), each object kept by the block that holds its centroid. Used by rules watershed and
+segment_classical (:mod:`plateseg.pipeline.watershed`, :mod:`plateseg.pipeline.classical`)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import zarr
+
+from plateseg.io.files import atomic_path
+from plateseg.io.ngff import create_well_labels, list_fields, open_field
+from plateseg.tiling.grid import tile_grid
+from plateseg.tiling.instances import tiled_labels
+
+__all__ = ["segment_well"]
+
+log = logging.getLogger(__name__)
+
+
+def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attrs=None, describe=None,
+                 block_size: int | None = None, halo: int = 64) -> dict:
+    """Label every field of the well store ``source`` and write the label store ``out`` (atomically).
+
+    ``segmenter(field_array, field, blockwise)`` receives the lazy ``(c, y, x)`` array of a field, its
+    number and whether it is labelled block by block, and returns ``label(window, origin) -> (h, w)
+    labels`` for a ``(c, h, w)`` window whose top-left pixel is ``origin`` in the field. A field no
+    larger than ``block_size`` on either side (or any field, with ``block_size`` None) is one window, in
+    memory; a larger one is labelled block by block with ``halo`` of context, each object kept by the
+    block whose core holds its centroid (:func:`plateseg.tiling.instances.tiled_labels`), written
+    straight into the store, so that only a block and its neighbours' objects are in memory.
+    Fields are logged with their nucleus count (``describe`` adds a note).
+
+    Returns
+    -------
+    dict
+        field -> ``{"objects", "blocks", "on_seams", "cut_by_halo"}``: objects found, blocks, objects
+        crossing a block seam (kept whole by their owner) and objects touching their window's outer
+        edge (larger than the halo allows; they may be cut) -- also in the store's attrs
+        (``plateseg.blocks``) and logged.
+    """
+    fields = list_fields(source)
+    shapes = {f: tuple(int(v) for v in open_field(source, f).shape[-2:]) for f in fields}
+    stats = {}
+    with atomic_path(out) as tmp:
+        targets = create_well_labels(tmp, shapes, tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)
+        for i, field in enumerate(fields, start=1):
+            arr = open_field(source, field)
+            h, w = shapes[field]
+            blockwise = block_size is not None and max(h, w) > int(block_size)
+            label = segmenter(arr, field, blockwise)
+            target = targets[field]
+            if blockwise:
+                origins = []
+
+                def read(sl):
+                    origins.append((sl[0].start, sl[1].start))
+                    return arr[(slice(None),) + tuple(sl)]
+
+                _, table = tiled_labels(lambda window: label(window, origins.pop(0)), read, (h, w),
+                                        int(block_size), int(halo), out=target, log=log)
+                stats[field] = {"objects": len(table), "blocks": len(tile_grid((h, w), int(block_size), int(halo))),
+                                "on_seams": _on_seams(table, int(block_size)),
+                                "cut_by_halo": int(table["cut_by_halo"].sum())}
+            else:
+                labels = np.asarray(label(arr[...], (0, 0)))
+                target[...] = labels.astype(np.uint32, copy=False)
+                stats[field] = {"objects": int(len(np.unique(labels)) - (labels.min() == 0)), "blocks": 1,
+                                "on_seams": 0, "cut_by_halo": 0}
+            st = stats[field]
+            log.info("field %d (%d/%d): %d nuclei%s%s", field, i, len(fields), st["objects"],
+                     f" ({describe})" if describe else "",
+                     f"; {st['blocks']} blocks of {block_size} px (halo {halo}): {st['on_seams']} objects across "
+                     f"a seam, {st['cut_by_halo']} larger than the halo" if blockwise else "")
+            if st["cut_by_halo"]:
+                log.warning("field %d: %d objects reach their block window's outer edge (larger than the halo "
+                            "%d px allows; they may be cut): raise tiling.block_halo", field, st["cut_by_halo"], halo)
+        root = zarr.open_group(str(tmp), mode="r+")
+        root.attrs.update({"plateseg": {**dict(attrs or {}), "blocks": {str(f): v for f, v in stats.items()}}})
+    return stats
+
+
+def _on_seams(table, block_size: int) -> int:
+    """Objects of a :func:`plateseg.tiling.instances.tiled_labels` table whose box crosses their block's core."""
+    y0, x0 = table["tile_row"] * block_size, table["tile_col"] * block_size
+    crosses = ((table["y0"] < y0) | (table["y1"] > y0 + block_size)
+               | (table["x0"] < x0) | (table["x1"] > x0 + block_size))
+    return int(crosses.sum())

@@ -1,0 +1,99 @@
+"""Block-by-block segmentation of a field larger than tiling.block_size agrees with the whole field's (issue 16):
+the rules' own functions on real zarr stores, a dense synthetic field of touching nuclei, blocks of 128 px
+with a halo of 32 (the benchmark's 4096 px field with blocks of 512 is bench/seams.py)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import zarr
+from scipy import ndimage as ndi
+
+from plateseg.evaluation.agreement import label_agreement
+from plateseg.io.ngff import read_labels, write_well_image
+from plateseg.io.synth import synth_field
+from plateseg.labels import centroids
+from plateseg.pipeline.classical import classical_well
+from plateseg.pipeline.watershed import watershed_well
+
+BLOCK, HALO = 128, 32
+
+
+@pytest.fixture(scope="module")
+def field(tmp_path_factory):
+    """A 448 x 448 field (4 x 4 blocks, the last ones partial) of dense, touching synthetic nuclei."""
+    image, truth = synth_field(7, shape=(448, 448), density=3.0, cluster_fraction=0.6)
+    d = tmp_path_factory.mktemp("seams")
+    write_well_image(d / "image.zarr", {1: image}, ["DNA", "Marker"], 64, 1.0)
+    return d, image, truth
+
+
+def _maps_of(truth):
+    """U-Net-like maps of the true nuclei: blurred foreground, boundaries, centre heat map."""
+    from skimage.segmentation import find_boundaries
+
+    fg = ndi.gaussian_filter((truth > 0).astype(np.float32), 1.0)
+    boundary = ndi.gaussian_filter(find_boundaries(truth).astype(np.float32), 1.0)
+    centre = np.zeros(truth.shape, np.float32)
+    cy, cx = np.round(centroids(truth)).astype(int).T
+    centre[cy, cx] = 1.0
+    centre = ndi.gaussian_filter(centre, 2.0)
+    return np.stack([fg, boundary, centre / centre.max()])
+
+
+def _assert_agrees(whole, blocked):
+    agreement = label_agreement(whole, blocked)
+    assert agreement["n_reference"] > 100  # dense: many objects cross the seams
+    assert agreement["matched_fraction"] >= 0.995, agreement
+    assert agreement["split"] == 0 and agreement["extra"] == 0, agreement
+    assert np.array_equal(np.unique(blocked), np.arange(blocked.max() + 1))  # sequential 1..N
+    return agreement
+
+
+def _block_stats(store):
+    return zarr.open_group(str(store), mode="r").attrs["plateseg"]["blocks"]["1"]
+
+
+def test_classical_blocks_agree_with_the_whole_field(field):
+    d, _, truth = field
+    settings = {"sigma": 1.0, "threshold": "otsu", "min_distance": 5, "min_area": 20}
+    classical_well(d / "image.zarr", d / "whole.zarr", 0, settings, tile_size=64)
+    classical_well(d / "image.zarr", d / "blocks.zarr", 0, settings, tile_size=64, block_size=BLOCK, halo=HALO)
+    whole, blocked = read_labels(d / "whole.zarr", 1), read_labels(d / "blocks.zarr", 1)
+    agreement = _assert_agrees(whole, blocked)
+    stats = _block_stats(d / "blocks.zarr")
+    assert stats["blocks"] == 16 and stats["objects"] == agreement["n_labels"] == int(blocked.max())
+    assert stats["on_seams"] > 10 and stats["cut_by_halo"] == 0  # objects crossing seams are kept whole
+    assert _block_stats(d / "whole.zarr")["blocks"] == 1  # block_size None: the field is one window
+
+
+@pytest.mark.parametrize("mode", ["centre", "points"])
+def test_watershed_blocks_agree_with_the_whole_field(field, mode):
+    d, _, truth = field
+    maps = _maps_of(truth)
+    store = d / f"maps_{mode}.zarr"
+    write_well_image(store, {1: maps}, ["fg", "boundary", "centre"], 64, 1.0)
+    cy, cx = centroids(truth).T
+    pd.DataFrame({"field": 1, "centroid_y": cy, "centroid_x": cx}).to_parquet(d / "points.parquet")
+    settings = {"mode": mode, "fg_threshold": 0.5, "peak_threshold": 0.3, "peak_min_distance": 4, "min_area": 10}
+    kw = dict(points=d / "points.parquet", tile_size=64)
+    watershed_well(store, d / f"ws_whole_{mode}.zarr", settings, **kw)
+    watershed_well(store, d / f"ws_blocks_{mode}.zarr", settings, block_size=BLOCK, halo=HALO, **kw)
+    whole, blocked = read_labels(d / f"ws_whole_{mode}.zarr", 1), read_labels(d / f"ws_blocks_{mode}.zarr", 1)
+    _assert_agrees(whole, blocked)
+    if mode == "points":  # every marker, read in its own block's coordinates, seeds one nucleus
+        assert abs(int(blocked.max()) - len(cy)) <= 0.02 * len(cy)
+
+
+def test_an_object_larger_than_the_halo_is_counted_not_hidden(tmp_path, caplog):
+    import logging
+
+    img = np.full((1, 256, 256), 100, np.uint16)
+    img[0, 40:200, 30:220] = 1000  # 160 x 190 px: more than a 128 block plus 16 px of halo can hold
+    img[0, 10:20, 240:250] = 1000
+    write_well_image(tmp_path / "image.zarr", {1: img}, ["DNA"], 64, 1.0)
+    with caplog.at_level(logging.WARNING, logger="plateseg.pipeline.labelling"):
+        classical_well(tmp_path / "image.zarr", tmp_path / "labels.zarr", 0, {"threshold": "otsu", "min_area": 20},
+                       tile_size=64, block_size=128, halo=16)
+    stats = _block_stats(tmp_path / "labels.zarr")
+    assert stats["cut_by_halo"] >= 1 and "larger than the halo" in caplog.text and "block_halo" in caplog.text
