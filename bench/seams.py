@@ -12,6 +12,9 @@ process, so its peak resident memory (``ru_maxrss``) is its own.
   ``segmentation.classical`` (blocks: the whole field's threshold, :func:`plateseg.segment.classical.field_threshold`).
 * **unet + watershed**: the shipped U-Net (``models/dsb2018-fluo``) predicts the maps once, tiled as in rule
   ``infer_unet``; :func:`plateseg.pipeline.watershed.watershed_well` with the set's watershed settings.
+* **cells**: :func:`plateseg.pipeline.cells.cells_well` with the config's ``cells.propagation`` on the synthetic
+  cytoplasm stain (``cell_channel``), seeded by the true nuclei (blocks: the field's stain levels, each pixel
+  from its block's window).
 
 Run from the repository root::
 
@@ -78,15 +81,18 @@ def main(argv=None):
     import shutil
     import time
 
+    import numpy as np
     import pandas as pd
     import torch
     import yaml
+    import zarr
 
-    from plateseg.config.params import classical_settings
+    from plateseg.config.params import cell_settings, classical_settings
     from plateseg.evaluation.agreement import label_agreement
-    from plateseg.io.ngff import read_labels, write_well_image
-    from plateseg.io.synth import synth_field
+    from plateseg.io.ngff import read_labels, write_well_image, write_well_labels
+    from plateseg.io.synth import cell_channel, synth_field
     from plateseg.machine import machine_info, machine_text
+    from plateseg.pipeline.cells import cells_well
     from plateseg.pipeline.classical import classical_well
     from plateseg.pipeline.infer import infer_well_maps
     from plateseg.pipeline.watershed import watershed_well
@@ -97,10 +103,14 @@ def main(argv=None):
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     image, truth = synth_field(args.seed, shape=(args.size, args.size), density=args.density, cluster_fraction=0.6)
-    write_well_image(work / "image.zarr", {1: image}, ["DNA", "Marker"], 256, 0.65)
+    stain = cell_channel(truth, np.random.default_rng(args.seed + 100))[0]
+    write_well_image(work / "image.zarr", {1: np.concatenate([image, stain[None]])}, ["DNA", "Marker", "Cyto"], 256,
+                     0.65)
+    write_well_labels(work / "nuclei.zarr", {1: truth}, tile_size=256)
     log.info("field %d x %d: %d true nuclei", args.size, args.size, int(truth.max()))
-    del image
-    classical = classical_settings(workflow_config(args.config))
+    del image, stain
+    config = workflow_config(args.config)
+    classical, cells = classical_settings(config), cell_settings(config)
     set_dir = Path(args.set_dir)
     watershed = dict(yaml.safe_load((set_dir / "settings.yaml").read_text())["watershed"])
     watershed["mode"] = watershed.pop("markers")
@@ -111,6 +121,8 @@ def main(argv=None):
     steps = {
         "classical": (classical_well, (work / "image.zarr",), dict(channel=0, settings=classical)),
         "unet + watershed": (watershed_well, (work / "unet.zarr",), dict(settings=watershed)),
+        "cells": (cells_well, (work / "image.zarr", work / "nuclei.zarr"),
+                  dict(cytoplasm_out=work / "cytoplasm.zarr", channel=2, settings=cells)),
     }
     baseline_mb = _in_child(_noop)[1]
     rows = []
@@ -122,9 +134,9 @@ def main(argv=None):
             log.info("%s, %s: %.1f s, peak %.0f MB", name, mode, *runs[mode])
         whole = read_labels(work / f"{name.split()[0]}_whole.zarr", 1)
         blocked = read_labels(work / f"{name.split()[0]}_blocks.zarr", 1)
-        import zarr
-
-        stats = zarr.open_group(str(work / f"{name.split()[0]}_blocks.zarr"), mode="r").attrs["plateseg"]["blocks"]["1"]
+        # the nuclei's stores count seams and large objects; cells carry their nucleus's id (no ownership)
+        stats = zarr.open_group(str(work / f"{name.split()[0]}_blocks.zarr"), mode="r").attrs["plateseg"].get(
+            "blocks", {}).get("1", {"on_seams": "-", "cut_by_halo": "-", "blocks": -(-args.size // args.block) ** 2})
         agreement = label_agreement(whole, blocked)
         rows.append({"method": name, **agreement, "on_seams": stats["on_seams"], "cut_by_halo": stats["cut_by_halo"],
                      "blocks": stats["blocks"], "whole_seconds": runs["whole"][0], "blocks_seconds": runs["blocks"][0],
@@ -132,7 +144,7 @@ def main(argv=None):
         log.info("%s: %s", name, rows[-1])
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "agreement.csv", index=False)
-    table = ["| method | nuclei (whole field) | matched IoU >= 0.9 | split | extra | across a seam | larger than the halo "
+    table = ["| method | objects (whole field) | matched IoU >= 0.9 | split | extra | across a seam | larger than the halo "
              "| whole: s / peak MB | blocks: s / peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         table.append(f"| {r['method']} | {r['n_reference']} | {100 * r['matched_fraction']:.2f}% | {r['split']} | "
@@ -149,13 +161,14 @@ nuclei split into pieces, extra objects; "across a seam" are the nuclei kept who
 "larger than the halo" those reaching their window's edge. Peak resident memory of each run's own process
 (an idle child process peaks at {baseline_mb:.0f} MB; the steps import numpy, scipy, scikit-image and zarr).
 Classical: `{classical}`; U-Net maps by the shipped U-Net ({maps_seconds:.0f} s, tiled as in `infer_unet`),
-watershed `{watershed}`.
+watershed `{watershed}`; cells (seeded by the true nuclei, synthetic cytoplasm stain): `{cells}`, context of the
+blocks {args.halo} px plus `max_distance`.
 
 {chr(10).join(table)}
 
 - Not covered here yet: Mask R-CNN (tiled with the same ownership rule by construction; its windows are the
-  model's input, so there is no whole-field run to compare with), the ensemble's pick, cells and measurement
-  (still per whole field).
+  model's input, so there is no whole-field run to compare with), the ensemble's pick and measurement (still
+  per whole field).
 - Machine (measured by `plateseg.machine`): {machine_text(machine, machine_info())}. Date
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/seams.py", argv)}`; table: `{relative_path(out / 'agreement.csv', REPO)}`.

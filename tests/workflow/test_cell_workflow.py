@@ -15,7 +15,7 @@ pytestmark = pytest.mark.workflow
 
 CELLS = {"segmentation.method": "classical", "evaluation.compare": [], "cells.channel": "3",
          "channels.names": {"1": "DNA", "2": "Marker", "3": "Cyto"},
-         # the 256 px fields are larger than a block: segment_classical runs block by block (issue 16)
+         # the 256 px fields are larger than a block: segment_classical and segment_cells run block by block (issue 16)
          "tiling.block_size": 128, "tiling.block_halo": 32}
 
 
@@ -45,6 +45,7 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
         truth = tifffile.imread(run / "groundtruth" / f"CELL_{well}_s1_cells.tif")
         blocks = zarr.open_group(str(res / well / "classical.zarr"), mode="r").attrs["plateseg"]["blocks"]["1"]
         assert blocks["blocks"] == 4 and blocks["objects"] == int(nuclei.max()) > 5  # the config's blocks, used
+        assert "(4 blocks)" in (work / "logs" / "CELL" / well / "segment_cells.log").read_text()
         assert evaluate_pair(truth, cells)["dsb_map"] >= 0.6
         # the HCS plate has them beside the nuclei
         labels = zarr.open_group(str(res / "plate.zarr" / "A" / str(int(well[1:])) / "1" / "labels"), mode="r")

@@ -155,6 +155,8 @@ rule segment_cells:
         settings=cell_settings(config) if CELLS else {},
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
+        block_size=config["tiling"]["block_size"],
+        block_halo=config["tiling"]["block_halo"],
         code=script_code("segment_cells"),
     log:
         "logs/{plate}/{well}/segment_cells.log",

@@ -35,6 +35,7 @@ __all__ = [
     "write_well_labels",
     "create_well_labels",
     "read_labels",
+    "open_labels",
     "label_fields",
 ]
 
@@ -246,11 +247,16 @@ def label_fields(path) -> list[int]:
     return sorted(int(k) for k in root.group_keys())
 
 
-def read_labels(path, field: int) -> np.ndarray:
-    """The uint32 label image of one field of a label store."""
+def open_labels(path, field: int) -> zarr.Array:
+    """The uint32 ``(y, x)`` label array of one field of a label store (lazy, read-only)."""
     root = zarr.open_group(str(path), mode="r")
     name = root.attrs.get("label_name", "nuclei")
     key = f"{int(field)}/labels/{name}/0"
     if key not in root:
         raise KeyError(f"{path}: no labels for field {field} (fields: {label_fields(path)})")
-    return root[key][...]
+    return root[key]
+
+
+def read_labels(path, field: int) -> np.ndarray:
+    """The uint32 label image of one field of a label store."""
+    return open_labels(path, field)[...]

@@ -27,7 +27,7 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
         Chunk edge and micrometres per pixel of the label store.
     block_size, halo : int, optional
         A field larger than ``block_size`` is labelled block by block with ``halo`` of context, at the
-        whole field's threshold (:func:`plateseg.segment.classical.field_threshold`); None: every field whole.
+        whole field's threshold (:func:`plateseg.segment.threshold.field_threshold`); None: every field whole.
 
     Examples
     --------
@@ -41,17 +41,20 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
     >>> int(read_labels(d / "labels.zarr", 1).max())
     1
     """
+    from functools import partial
+
     import numpy as np
 
     from plateseg.pipeline.labelling import segment_well
-    from plateseg.segment.classical import field_threshold, segment_classical
+    from plateseg.segment.classical import segment_classical, smoothed
+    from plateseg.segment.threshold import field_threshold
 
     def segmenter(img, field, blockwise):
         kw = dict(settings)
         if blockwise:  # the whole field's threshold, so that every block cuts at the same level
+            transform = partial(smoothed, sigma=kw.get("sigma", 1.0), background_size=kw.get("background_size", 0))
             kw["threshold"] = field_threshold(lambda s: img[(channel,) + tuple(s)], img.shape[-2:],
-                                              kw.get("threshold", "li"), kw.get("sigma", 1.0),
-                                              kw.get("background_size", 0), block_size, halo)
+                                              kw.get("threshold", "li"), transform, block_size, halo)
         return lambda window, origin: segment_classical(np.asarray(window[channel]), **kw)
 
     return segment_well(image, out, segmenter, tile_size=tile_size, pixel_size=pixel_size,

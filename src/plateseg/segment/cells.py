@@ -16,13 +16,55 @@ import numpy as np
 from scipy import ndimage as ndi
 from skimage import filters, segmentation
 
-__all__ = ["propagate_cells", "cytoplasm", "elevation_map"]
+from plateseg.segment.threshold import THRESHOLDS
+
+__all__ = ["propagate_cells", "cytoplasm", "elevation_map", "field_levels"]
 
 ELEVATIONS = ("ridge", "intensity", "gradient")
-THRESHOLDS = {"li": filters.threshold_li, "otsu": filters.threshold_otsu}
 
 
-def elevation_map(scaled: np.ndarray, elevation: str = "ridge", ridge_sigma: float = 1.0) -> np.ndarray:
+def _smoothed(image, sigma: float) -> np.ndarray:
+    image = np.asarray(image).astype(np.float64)
+    return filters.gaussian(image, sigma=sigma, preserve_range=True) if sigma > 0 else image
+
+
+def _ridge(scaled, ridge_sigma: float) -> np.ndarray:
+    return filters.sato(scaled, sigmas=[ridge_sigma], black_ridges=True, mode="reflect")
+
+
+def field_levels(read_fn, shape, sigma: float = 0.5, threshold: str = "li", elevation: str = "ridge",
+                 ridge_sigma: float = 1.0, block_size: int = 2048, halo: int = 64) -> dict:
+    """The whole field's stain levels :func:`propagate_cells` uses, computed block by block (never the field at once).
+
+    ``lo``, ``hi``: the smoothed stain's range (it is scaled to 0..1 by them); ``threshold``: the global
+    threshold of the scaled stain (:func:`plateseg.segment.threshold.field_threshold`); ``ridge_max``: the
+    ridge filter's maximum over the field (``elevation="ridge"``, else None).
+
+    Examples
+    --------
+    >>> img = np.full((40, 60), 10.0); img[5:20, 5:30] = 100; img[25:35, 40:55] = 60
+    >>> whole = field_levels(lambda s: img[s], img.shape, block_size=1024)
+    >>> blocks = field_levels(lambda s: img[s], img.shape, block_size=16, halo=8)
+    >>> all(np.isclose(whole[k], blocks[k]) for k in whole)
+    True
+    """
+    from plateseg.segment.threshold import field_range, field_threshold
+
+    lo, hi = field_range(read_fn, shape, lambda w: _smoothed(w, sigma), block_size, halo)
+    span = hi - lo if hi > lo else 1.0
+
+    def scaled(w):
+        return (_smoothed(w, sigma) - lo) / span
+
+    levels = {"lo": lo, "hi": hi, "threshold": field_threshold(read_fn, shape, threshold, scaled, block_size, halo),
+              "ridge_max": None}
+    if elevation == "ridge":
+        levels["ridge_max"] = field_range(read_fn, shape, lambda w: _ridge(scaled(w), ridge_sigma), block_size, halo)[1]
+    return levels
+
+
+def elevation_map(scaled: np.ndarray, elevation: str = "ridge", ridge_sigma: float = 1.0,
+                  ridge_max: float | None = None) -> np.ndarray:
     """The surface cells flood, from the smoothed stain scaled to 0..1; low where cells grow, high where they meet.
 
     Parameters
@@ -35,6 +77,8 @@ def elevation_map(scaled: np.ndarray, elevation: str = "ridge", ridge_sigma: flo
         ``intensity``: ``1 - scaled`` (high in dim valleys); ``gradient``: the Sobel gradient (high at edges).
     ridge_sigma : float
         Scale of the ridge filter, pixels (about the half-width of the dark lines).
+    ridge_max : float, optional
+        What the ridge response is divided by (a whole field's maximum); default its maximum here.
 
     Returns
     -------
@@ -56,15 +100,15 @@ def elevation_map(scaled: np.ndarray, elevation: str = "ridge", ridge_sigma: flo
     if elevation == "gradient":
         return filters.sobel(scaled)
     if elevation == "ridge":
-        ridge = filters.sato(scaled, sigmas=[ridge_sigma], black_ridges=True, mode="reflect")
-        top = float(ridge.max())
+        ridge = _ridge(scaled, ridge_sigma)
+        top = float(ridge.max()) if ridge_max is None else float(ridge_max)
         return ridge / top if top > 0 else ridge
     raise ValueError(f"elevation must be one of {ELEVATIONS}, got {elevation!r}")
 
 
 def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 0.5, threshold: str = "li",
                     threshold_scale: float = 1.0, regularization: float = 0.01, elevation: str = "ridge",
-                    ridge_sigma: float = 1.0, max_distance: float = 50.0) -> np.ndarray:
+                    ridge_sigma: float = 1.0, max_distance: float = 50.0, levels: dict | None = None) -> np.ndarray:
     """Cells of the nuclei on one cell-stain image.
 
     Parameters
@@ -89,6 +133,10 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 0.5, t
         Scale of the ridge filter (``elevation="ridge"``), pixels.
     max_distance : float
         No cell pixel lies farther than this from its nucleus (pixels).
+    levels : dict, optional
+        The whole field's stain levels (:func:`field_levels`) when ``image`` is one block of a larger field:
+        the range the stain is scaled by, the mask's threshold and the ridge filter's maximum; default those
+        of ``image`` itself.
 
     Returns
     -------
@@ -118,16 +166,16 @@ def propagate_cells(nuclei: np.ndarray, image: np.ndarray, sigma: float = 0.5, t
     out = np.zeros(nuclei.shape, np.uint32)
     if nuclei.max() == 0:
         return out
-    smooth = filters.gaussian(image.astype(np.float64), sigma=sigma, preserve_range=True) if sigma > 0 else image.astype(np.float64)
-    lo, hi = float(smooth.min()), float(smooth.max())
+    smooth = _smoothed(image, sigma)
+    lo, hi = (float(smooth.min()), float(smooth.max())) if levels is None else (levels["lo"], levels["hi"])
     scaled = (smooth - lo) / (hi - lo) if hi > lo else np.zeros_like(smooth)
     if hi > lo:
-        t = THRESHOLDS[threshold](scaled) * threshold_scale
-        mask = scaled > t
+        t = THRESHOLDS[threshold](scaled) if levels is None else levels["threshold"]
+        mask = scaled > t * threshold_scale
     else:
         mask = np.zeros(nuclei.shape, bool)
     mask |= nuclei > 0
-    surface = elevation_map(scaled, elevation, ridge_sigma)
+    surface = elevation_map(scaled, elevation, ridge_sigma, None if levels is None else levels["ridge_max"])
     cells = segmentation.watershed(surface, markers=nuclei, mask=mask, compactness=regularization)
     # distance cap: a pixel farther than max_distance from its own nucleus leaves its cell
     far = ndi.distance_transform_edt(nuclei == 0) > max_distance  # farther than that from every nucleus

@@ -10,24 +10,28 @@ import logging
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage import filters, measure, morphology, segmentation
+from skimage import measure, morphology, segmentation
 from skimage.feature import peak_local_max
 
 from plateseg.labels import relabel_sequential
+from plateseg.segment.threshold import THRESHOLDS
 
-__all__ = ["segment_classical", "field_threshold"]
-
-_METHODS = {"otsu": filters.threshold_otsu, "li": filters.threshold_li}
-
+__all__ = ["segment_classical", "smoothed"]
 
 def _method(threshold: str) -> str:
-    if threshold not in _METHODS:
-        raise ValueError(f"threshold must be one of {sorted(_METHODS)}, got {threshold!r}")
+    if threshold not in THRESHOLDS:
+        raise ValueError(f"threshold must be one of {sorted(THRESHOLDS)}, got {threshold!r}")
     return threshold
 
 
-def _smoothed(image, sigma: float, background_size: int) -> np.ndarray:
-    """The image segment_classical thresholds: background-flattened (grey opening), then Gaussian-smoothed."""
+def smoothed(image, sigma: float = 1.0, background_size: int = 0) -> np.ndarray:
+    """The image :func:`segment_classical` thresholds: background-flattened (grey opening), then Gaussian-smoothed.
+
+    Examples
+    --------
+    >>> smoothed(np.ones((4, 4)), sigma=1).dtype
+    dtype('float32')
+    """
     img = np.asarray(image).astype(np.float32, copy=False)
     if background_size and background_size > 0:
         img = img - ndi.grey_opening(img, size=(int(background_size),) * 2, mode="nearest")
@@ -61,7 +65,7 @@ def segment_classical(
         pixels (choose it larger than the largest nucleus), which flattens uneven illumination.
     threshold : {"otsu", "li"} or float
         Global threshold method on the smoothed image, or its value (e.g. a whole field's, from
-        :func:`field_threshold`, when the image is one block of it).
+        :func:`plateseg.segment.threshold.field_threshold`, when the image is one block of it).
     threshold_scale : float
         Multiplies the threshold (CellProfiler's "threshold correction factor").
     min_distance : int
@@ -87,12 +91,12 @@ def segment_classical(
     """
     if image.ndim != 2:
         raise ValueError(f"segment_classical expects a 2-D image, got shape {image.shape}")
-    smooth = _smoothed(image, sigma, background_size)
+    smooth = smoothed(image, sigma, background_size)
     if isinstance(threshold, str):
         lo, hi = float(smooth.min()), float(smooth.max())
         if hi - lo <= 1e-4 * max(1.0, abs(hi)):  # blank or saturated: no contrast a float32 histogram can split
             return np.zeros(image.shape, dtype=np.uint32)
-        threshold = _METHODS[_method(threshold)](smooth)
+        threshold = THRESHOLDS[_method(threshold)](smooth)
     mask = smooth > float(threshold) * threshold_scale
     if fill_holes:
         mask = ndi.binary_fill_holes(mask)
@@ -119,73 +123,3 @@ def segment_classical(
     bad[0] = False
     labels[bad[labels]] = 0
     return relabel_sequential(labels)
-
-
-def field_threshold(read_fn, shape, threshold: str = "li", sigma: float = 1.0, background_size: int = 0,
-                    block_size: int = 2048, halo: int = 64, bins: int = 256) -> float:
-    """The global threshold :func:`segment_classical` would use on a whole field, computed block by block.
-
-    The smoothed field (:func:`segment_classical`'s background flattening and Gaussian; each block read
-    with ``halo`` of context, so the smoothing is the whole field's) is histogrammed in two passes (range,
-    then counts), never held whole. Otsu on the ``bins`` = 256 histogram is exactly
-    ``skimage.filters.threshold_otsu`` of the whole smoothed field; Li is iterated on the histogram (bin
-    centres; ``bins`` sets its precision).
-
-    Parameters
-    ----------
-    read_fn : callable
-        ``read_fn((ys, xs))`` returns the single-channel field's pixels in those slices.
-    shape : tuple of int
-        ``(h, w)`` of the field.
-    threshold : {"otsu", "li"}
-    sigma, background_size : float, int
-        As :func:`segment_classical`.
-    block_size, halo : int
-        Blocks of the passes (the halo should cover the smoothing and the background window).
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> img = rng.normal(100, 5, (64, 96)); img[10:30, 20:50] += 60
-    >>> t = field_threshold(lambda s: img[s], img.shape, "otsu", block_size=32, halo=16)
-    >>> bool(np.isclose(t, filters.threshold_otsu(ndi.gaussian_filter(img.astype(np.float32), 1.0))))
-    True
-    """
-    from plateseg.tiling.grid import tile_grid
-
-    method = _method(threshold)
-    tiles = tile_grid(tuple(shape[-2:]), block_size, halo)
-
-    def cores():
-        for t in tiles:
-            yield _smoothed(read_fn(t.read), sigma, background_size)[t.core_in_read]
-
-    lo, hi = np.inf, -np.inf
-    for core in cores():
-        lo, hi = min(lo, float(core.min())), max(hi, float(core.max()))
-    n_bins = int(bins) if method == "otsu" else max(int(bins), 4096)
-    counts = np.zeros(n_bins, np.int64)
-    for core in cores():
-        counts += np.histogram(core, bins=n_bins, range=(lo, hi))[0]
-    edges = np.linspace(lo, hi, n_bins + 1)
-    centres = (edges[:-1] + edges[1:]) / 2
-    if method == "otsu":
-        return float(filters.threshold_otsu(hist=(counts, centres)))
-    return _li_from_histogram(counts, centres)
-
-
-def _li_from_histogram(counts, centres, tolerance: float | None = None) -> float:
-    """Li's minimum cross-entropy threshold iterated on a histogram (as ``skimage.filters.threshold_li``)."""
-    c = centres - centres[0]
-    tolerance = (c[1] - c[0]) / 2 if tolerance is None else tolerance
-    t_next, t_curr = float(np.average(c, weights=counts)), -2 * tolerance
-    while abs(t_next - t_curr) > tolerance:
-        t_curr = t_next
-        fore = c > t_curr
-        if counts[fore].sum() == 0 or counts[~fore].sum() == 0:
-            break
-        mean_fore, mean_back = np.average(c[fore], weights=counts[fore]), np.average(c[~fore], weights=counts[~fore])
-        if mean_back <= 0:
-            break
-        t_next = float((mean_back - mean_fore) / (np.log(mean_back) - np.log(mean_fore)))
-    return float(t_next + centres[0])

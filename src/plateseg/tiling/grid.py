@@ -27,6 +27,7 @@ __all__ = [
     "owned_by_tile",
     "owner_mask",
     "cut_by_halo",
+    "map_cores",
 ]
 
 
@@ -284,3 +285,39 @@ def cut_by_halo(labels, tile: Tile, shape) -> np.ndarray:
     touching = touching[touching > 0]
     owned = np.unique(labels[owner_mask(labels, tile)])
     return np.intersect1d(touching, owned)
+
+
+def map_cores(fn, read_fn, shape, block_size, halo, out=None):
+    """``out[core] = fn(window)[core]`` for every block of a field: each pixel computed in the window of the
+    block whose core holds it.
+
+    For a pixel-wise result whose ids are global (cells carry their nucleus's label): with a halo that covers
+    everything that decides a pixel (for cells, the seeds within reach and their paths), the result equals
+    ``fn`` on the whole field, and only one window is in memory.
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(window, origin)`` returns the ``(h, w)`` result of a window read by ``read_fn`` whose top-left
+        pixel is ``origin`` in the field.
+    read_fn : callable
+        ``read_fn((ys, xs))``: the field's data in those slices (any structure ``fn`` takes).
+    shape : tuple of int
+        ``(h, w)`` of the field.
+    block_size, halo : int
+    out : array-like, optional
+        ``(h, w)`` target (e.g. a zarr array); default a numpy array of ``fn``'s dtype.
+
+    Examples
+    --------
+    >>> img = np.arange(64).reshape(8, 8)
+    >>> res = map_cores(lambda w, origin: w + origin[0], lambda s: img[s], img.shape, 4, 1)
+    >>> bool((res[4:, :] == img[4:, :] + 3).all()) and bool((res[:4] == img[:4]).all())
+    True
+    """
+    for t in tile_grid(tuple(shape[-2:]), block_size, halo):
+        res = np.asarray(fn(read_fn(t.read), (t.read[0].start, t.read[1].start)))[t.core_in_read]
+        if out is None:
+            out = np.zeros(tuple(shape[-2:]), res.dtype)
+        out[t.core] = res
+    return out
