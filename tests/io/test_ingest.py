@@ -124,3 +124,20 @@ def test_z_stacks_are_projected_or_refused(tmp_path):
         ingest_well(files, {"1": "DNA"}, tmp_path / "none.zarr", tile_size=16, pixel_size=1.0)
     assert all(str(f["path"]) in str(err.value) for f in files)
     assert not (tmp_path / "none.zarr").exists()
+
+
+def test_tiled_and_stripped_planes_are_streamed_whole_and_stacks_refused(tmp_path):
+    """Whole-slide TIFFs (tiled and compressed, or in strips) are read strip by strip: the store holds every pixel."""
+    rng = np.random.default_rng(5)
+    a, b = (rng.integers(0, 60000, (700, 900), dtype=np.uint16) for _ in range(2))
+    tifffile.imwrite(tmp_path / "tiled.tif", a, tile=(256, 256), compression="zlib")
+    tifffile.imwrite(tmp_path / "strips.tif", b, rowsperstrip=37)
+    files = [{"field": 1, "channel": "1", "path": str(tmp_path / "tiled.tif")},
+             {"field": 1, "channel": "2", "path": str(tmp_path / "strips.tif")}]
+    assert ingest_well(files, {"1": "DNA", "2": "Marker"}, tmp_path / "image.zarr", 128, 1.0) == {1: (700, 900)}
+    np.testing.assert_array_equal(open_field(tmp_path / "image.zarr", 1)[...], np.stack([a, b]))
+    tifffile.imwrite(tmp_path / "stack.tif", np.zeros((3, 40, 50), np.uint16), photometric="minisblack")
+    with pytest.raises(ValueError, match=r"stack.tif: expected a single 2-D plane"):
+        ingest_well([{"field": 1, "channel": "1", "path": str(tmp_path / "stack.tif")}], {"1": "DNA"},
+                    tmp_path / "x.zarr", 32, 1.0)
+    assert not (tmp_path / "x.zarr").exists()

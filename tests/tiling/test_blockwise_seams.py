@@ -123,3 +123,16 @@ def test_cells_grown_block_by_block_are_the_whole_fields(tmp_path):
     # cytoplasm = cell minus nucleus, block by block too
     cyto = read_labels(tmp_path / "cyto_blocks.zarr", 1)
     assert np.array_equal(cyto, np.where(nuclei > 0, 0, blocked))
+
+
+def test_measurement_block_by_block_gives_the_whole_fields_rows(field):
+    """Each nucleus is measured whole in its block's window: the table equals the whole field's."""
+    from plateseg.io.ngff import write_well_labels
+    from plateseg.measure.objects import measure_well
+
+    d, _, truth = field
+    write_well_labels(d / "truth.zarr", {1: truth}, tile_size=64)
+    whole = measure_well(d / "image.zarr", d / "truth.zarr", {"Metadata_Well": "A01"})
+    blocks = measure_well(d / "image.zarr", d / "truth.zarr", {"Metadata_Well": "A01"}, block_size=BLOCK)
+    assert len(whole) == int(truth.max()) > 100
+    pd.testing.assert_frame_equal(whole, blocks, check_exact=False, rtol=1e-9)

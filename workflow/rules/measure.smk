@@ -6,6 +6,7 @@ rule measure:
         "results/{plate}/{well}/objects.parquet",
     params:
         metadata=well_metadata,
+        block_size=config["tiling"]["block_size"],
         code=script_code("measure"),
     log:
         "logs/{plate}/{well}/measure.log",

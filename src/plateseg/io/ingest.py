@@ -1,12 +1,15 @@
 """Ingest: a well's raw TIFF files -> one OME-Zarr well image store.
 
 Raw files are only read, never modified. Every field gets one (c, y, x) array whose channel
-order is the configured one; all channels of a field must have the same 2-D shape.
+order is the configured one; all channels of a field must have the same 2-D shape. Planes are streamed
+strip by strip (``tile_size`` rows; tifffile's zarr view of a tiled or stripped TIFF, :func:`open_plane`),
+so a whole-slide plane is never in memory; pixel QC and z-projections are computed strip by strip too.
 """
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +18,7 @@ import tifffile
 from plateseg.io.files import atomic_path
 from plateseg.io.ngff import create_well_image
 
-__all__ = ["read_plane", "project_planes", "ingest_well"]
+__all__ = ["read_plane", "open_plane", "project_planes", "ingest_well"]
 
 Z_PROJECTIONS = ("max", "mean")
 
@@ -40,6 +43,82 @@ def read_plane(path) -> np.ndarray:
         raise ValueError(f"{path}: {bad} pixel(s) are NaN or infinite; plateseg needs finite intensities "
                          "(fix or replace them in the raw file's export)")
     return img
+
+
+@contextmanager
+def open_plane(path):
+    """A lazy ``(y, x)`` view of the single plane of a TIFF file (tiled or stripped, any size): index it by
+    rows to read only those (tifffile's zarr store of the file; singleton axes dropped).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> p = Path(tempfile.mkdtemp()) / "a.tif"
+    >>> tifffile.imwrite(p, np.arange(12, dtype=np.uint16).reshape(1, 3, 4), rowsperstrip=1)
+    >>> with open_plane(p) as plane:
+    ...     plane.shape, plane[1:2].tolist()
+    ((3, 4), [[4, 5, 6, 7]])
+    """
+    import zarr
+
+    path = Path(path)
+    try:
+        store = tifffile.imread(path, aszarr=True)
+    except Exception as err:  # tifffile raises several types for broken files
+        raise ValueError(f"{path}: cannot read as TIFF ({err})") from err
+    try:
+        arr = zarr.open(store, mode="r")
+        if isinstance(arr, zarr.Group):  # a pyramid (multiscale OME-TIFF): the full resolution
+            arr = arr["0"]
+        if sum(n != 1 for n in arr.shape) != 2 or arr.ndim < 2 or 1 in arr.shape[-2:]:
+            raise ValueError(
+                f"{path}: expected a single 2-D plane (y, x), got an array of shape {tuple(arr.shape)}; "
+                "z-stacks, time series and RGB files must be split into one file per plane and channel")
+        yield _Plane(arr)
+    finally:
+        store.close()
+
+
+class _Plane:
+    """Rows of the last two axes of a zarr array whose other axes are singletons."""
+
+    def __init__(self, arr):
+        self._arr, self._lead = arr, (0,) * (arr.ndim - 2)
+        self.shape, self.dtype = tuple(arr.shape[-2:]), arr.dtype
+
+    def __getitem__(self, rows):
+        return np.asarray(self._arr[self._lead + (rows,)])
+
+
+def _strips(paths, method, rows: int):
+    """``(ys, strip)`` of the plane of ``paths`` (one file) or of their z-projection (several), ``rows`` at a time;
+    a ValueError names a file whose pixels are not finite or whose shape differs from the stack's."""
+    with ExitStack() as stack:
+        planes = [stack.enter_context(open_plane(p)) for p in paths]
+        for path, plane in zip(paths[1:], planes[1:]):
+            if plane.shape != planes[0].shape:
+                raise ValueError(f"{path}: shape {plane.shape} differs from the other planes of its stack "
+                                 f"{planes[0].shape}")
+        if len(paths) > 1 and method not in Z_PROJECTIONS:
+            raise ValueError(f"config key input.z_projection: unknown projection {method!r} (max, mean or a plane number)")
+        bad = dict.fromkeys(map(str, paths), 0)
+        for y in range(0, planes[0].shape[0], rows):
+            ys = slice(y, min(y + rows, planes[0].shape[0]))
+            parts = [plane[ys] for plane in planes]
+            for path, part in zip(paths, parts):
+                if part.dtype.kind == "f":
+                    bad[str(path)] += int(part.size - np.isfinite(part).sum())
+            if len(parts) == 1:
+                yield ys, parts[0]
+            elif method == "max":
+                yield ys, np.max(parts, axis=0)
+            else:
+                mean = np.mean(np.asarray(parts, np.float64), axis=0)
+                yield ys, np.round(mean).astype(parts[0].dtype) if parts[0].dtype.kind in "ui" else mean.astype(parts[0].dtype)
+        for path, n in bad.items():
+            if n:
+                raise ValueError(f"{path}: {n} pixel(s) are NaN or infinite; plateseg needs finite intensities "
+                                 "(fix or replace them in the raw file's export)")
 
 
 def project_planes(paths, method: str) -> np.ndarray:
@@ -103,12 +182,18 @@ def plane_qc(plane: np.ndarray) -> list[str]:
     >>> plane_qc(np.arange(16, dtype=np.uint16).reshape(4, 4))
     []
     """
-    flags = []
-    if plane.size and plane.min() == plane.max():
-        flags.append("empty")
-    elif plane.dtype.kind in "ui" and (plane == np.iinfo(plane.dtype).max).mean() >= SATURATED_SHARE:
-        flags.append("saturated")
-    return flags
+    n_at_max = int((plane == np.iinfo(plane.dtype).max).sum()) if plane.dtype.kind in "ui" else 0
+    return _qc_flags(plane.min() if plane.size else None, plane.max() if plane.size else None, n_at_max, plane.size,
+                     plane.dtype)
+
+
+def _qc_flags(lo, hi, n_at_max: int, size: int, dtype) -> list[str]:
+    """:func:`plane_qc` from a plane's streamed statistics (minimum, maximum, pixels at the type's maximum)."""
+    if size and lo == hi:
+        return ["empty"]
+    if dtype.kind in "ui" and n_at_max >= SATURATED_SHARE * size:
+        return ["saturated"]
+    return []
 
 
 def _majority_dtype(dtypes: dict):
@@ -204,10 +289,15 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
         for i, (field, chans) in enumerate(sorted(by_field.items()), start=1):
             arr = root[f"{field}/0"]
             for ci, c in enumerate(ids):
-                stack = chans[c]
-                plane = read_plane(stack[0]) if len(stack) == 1 else project_planes(stack, z_projection)
-                arr[ci] = plane
-                for flag in plane_qc(plane):
+                lo, hi, n_max, dt = None, None, 0, None
+                for ys, strip in _strips(chans[c], z_projection, tile_size):
+                    arr[ci, ys] = strip
+                    dt = strip.dtype
+                    lo = strip.min() if lo is None else min(lo, strip.min())
+                    hi = strip.max() if hi is None else max(hi, strip.max())
+                    if dt.kind in "ui":
+                        n_max += int((strip == np.iinfo(dt).max).sum())
+                for flag in _qc_flags(lo, hi, n_max, int(np.prod(shapes[field])), dt):
                     qc[flag].append([int(field), channels[c]])
                     log.warning("field %d, channel %s (%s) is %s: flagged in Metadata_QC_%sFields", field,
                                 channels[c], ", ".join(chans[c]), flag, flag.capitalize())

@@ -12,7 +12,7 @@ from skimage import measure
 
 from plateseg.measure.texture import TEXTURE_FEATURES, glcm_features
 
-__all__ = ["COMPARTMENT", "SHAPE_COLUMNS", "TEXTURE_DISTANCE", "measure_field", "measure_well"]
+__all__ = ["COMPARTMENT", "SHAPE_COLUMNS", "TEXTURE_DISTANCE", "measure_field", "measure_field_blocks", "measure_well"]
 
 COMPARTMENT = "Nuclei"
 TEXTURE_DISTANCE = 3
@@ -103,6 +103,76 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str], co
     return pd.DataFrame(out)[_columns(channels, compartment)]
 
 
+def object_boxes(labels, block_size: int) -> pd.DataFrame:
+    """Bounding box of every object of a label array, read block by block: ``label, y0, x0, y1, x1``.
+
+    Examples
+    --------
+    >>> lab = np.zeros((6, 8), int); lab[1:3, 2:7] = 4; lab[4, 0] = 1
+    >>> object_boxes(lab, 4).values.tolist()
+    [[1, 4, 0, 5, 1], [4, 1, 2, 3, 7]]
+    """
+    from scipy import ndimage
+
+    h, w = labels.shape
+    boxes: dict[int, list] = {}
+    for y in range(0, h, block_size):
+        for x in range(0, w, block_size):
+            block = np.asarray(labels[y:y + block_size, x:x + block_size]).astype(np.int64, copy=False)
+            for lab, sl in enumerate(ndimage.find_objects(block), start=1):
+                if sl is None:
+                    continue
+                b = [y + sl[0].start, x + sl[1].start, y + sl[0].stop, x + sl[1].stop]
+                old = boxes.setdefault(lab, b)
+                boxes[lab] = [min(old[0], b[0]), min(old[1], b[1]), max(old[2], b[2]), max(old[3], b[3])]
+    return pd.DataFrame([[k, *v] for k, v in sorted(boxes.items())], columns=["label", "y0", "x0", "y1", "x1"],
+                        dtype=np.int64)
+
+
+def measure_field_blocks(labels, image, channels: list[str], compartment: str = COMPARTMENT,
+                         block_size: int = 2048) -> pd.DataFrame:
+    """:func:`measure_field` of a field too large to hold, block by block, every object measured whole.
+
+    Each object belongs to the block that holds the centre of its bounding box (boxes from a first pass,
+    :func:`object_boxes`); a block's objects are measured in the smallest window holding all of them (its
+    core plus how far they reach), other objects masked out, and their centres moved back to field
+    coordinates. The rows equal :func:`measure_field` of the whole field.
+
+    Parameters
+    ----------
+    labels : (H, W) array-like
+        Label array (e.g. a zarr array, read in windows).
+    image : (C, H, W) array-like
+    channels, compartment
+        As :func:`measure_field`.
+    block_size : int
+
+    Examples
+    --------
+    >>> lab = np.zeros((12, 12), int); lab[2:9, 3:10] = 1; lab[10:12, 0:3] = 2
+    >>> img = np.arange(144.0).reshape(1, 12, 12)
+    >>> a, b = measure_field(lab, img, ["DNA"]), measure_field_blocks(lab, img, ["DNA"], block_size=4)
+    >>> bool(np.allclose(a.to_numpy(float), b.to_numpy(float), equal_nan=True))
+    True
+    """
+    boxes = object_boxes(labels, int(block_size))
+    if not len(boxes):
+        return measure_field(np.zeros((1, 1), np.int64), np.zeros((len(channels), 1, 1)), channels, compartment)
+    owner_y = ((boxes["y0"] + boxes["y1"]) // 2) // block_size
+    owner_x = ((boxes["x0"] + boxes["x1"]) // 2) // block_size
+    tables = []
+    for _, own in boxes.groupby([owner_y, owner_x], sort=True):
+        ys = slice(int(own["y0"].min()), int(own["y1"].max()))
+        xs = slice(int(own["x0"].min()), int(own["x1"].max()))
+        lab = np.asarray(labels[ys, xs]).astype(np.int64, copy=False)
+        lab = np.where(np.isin(lab, own["label"].to_numpy()), lab, 0)
+        df = measure_field(lab, np.asarray(image[:, ys, xs]), channels, compartment)
+        df[f"{compartment}_Location_Center_X"] += xs.start
+        df[f"{compartment}_Location_Center_Y"] += ys.start
+        tables.append(df)
+    return pd.concat(tables, ignore_index=True).sort_values("Metadata_ObjectNumber", kind="stable").reset_index(drop=True)
+
+
 def _slices(labels: np.ndarray, ids) -> list[tuple[slice, slice]]:
     from scipy import ndimage
 
@@ -122,7 +192,7 @@ def _columns(channels: list[str], compartment: str = COMPARTMENT) -> list[str]:
 
 
 def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame | None = None,
-                 compartments: dict | None = None) -> pd.DataFrame:
+                 compartments: dict | None = None, block_size: int | None = None) -> pd.DataFrame:
     """Per-object table of a well: :func:`measure_field` over its fields, with ``Metadata_*`` columns.
 
     Parameters
@@ -142,6 +212,9 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
         per nucleus). Their ``Cells_*`` / ``Cytoplasm_*`` columns join each nucleus's row (NaN where a
         nucleus has none, e.g. an empty cytoplasm), with ``Cells_Parent_Nuclei`` and
         ``Nuclei_Children_Cells_Count``.
+    block_size : int, optional
+        A field larger than this is measured block by block (:func:`measure_field_blocks`: the same rows,
+        one block's objects in memory at a time); None: every field whole.
 
     Returns
     -------
@@ -164,15 +237,23 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
     >>> "Metadata_Ensemble_Source" in measure_well(d / "image.zarr", d / "labels.zarr", {}).columns
     False
     """
-    from plateseg.io.ngff import channel_names, list_fields, open_field, read_labels
+    from plateseg.io.ngff import channel_names, list_fields, open_field, open_labels
 
     names = channel_names(image_store)
     tables = []
     for field in list_fields(image_store):
-        image = open_field(image_store, field)[...]
-        df = measure_field(read_labels(label_store, field), image, names)
+        image = open_field(image_store, field)
+        if block_size is None or max(image.shape[-2:]) <= int(block_size):
+            image = image[...]
+
+        def measured(store, compartment=COMPARTMENT):
+            if isinstance(image, np.ndarray):
+                return measure_field(open_labels(store, field)[...], image, names, compartment)
+            return measure_field_blocks(open_labels(store, field), image, names, compartment, int(block_size))
+
+        df = measured(label_store)
         for compartment, store in (compartments or {}).items():
-            other = measure_field(read_labels(store, field), image, names, compartment)
+            other = measured(store, compartment)
             if compartment == "Cells":
                 df["Nuclei_Children_Cells_Count"] = df["Metadata_ObjectNumber"].isin(other["Metadata_ObjectNumber"]).astype(np.int64)
                 other.insert(1, "Cells_Parent_Nuclei", other["Metadata_ObjectNumber"].astype(np.int64))

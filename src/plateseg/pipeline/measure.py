@@ -12,7 +12,8 @@ __all__ = ["measure_objects", "well_summary", "plate_tables"]
 log = logging.getLogger(__name__)
 
 
-def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, cytoplasm=None) -> pd.DataFrame:
+def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, cytoplasm=None,
+                    block_size: int | None = None) -> pd.DataFrame:
     """Rule measure: the per-object table of a well's final labels, written to ``out``.
 
     Parameters
@@ -28,6 +29,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
         ``Metadata_Ensemble_PredictedIoU``, see :func:`plateseg.measure.objects.measure_well`).
     cells, cytoplasm : path-like, optional
         The cell and cytoplasm label stores (with ``cells.channel``): ``Cells_*`` and ``Cytoplasm_*`` columns.
+    block_size : int, optional
+        Fields larger than this are measured block by block (same rows).
 
     Returns
     -------
@@ -42,7 +45,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
     from plateseg.measure.objects import measure_well
 
     compartments = {"Cells": cells, "Cytoplasm": cytoplasm} if cells is not None else None
-    objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks), compartments)
+    objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks), compartments,
+                           block_size=block_size)
     log.info("%d objects measured", len(objects))
     write_table(objects, out)
     return objects
