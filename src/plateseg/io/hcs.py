@@ -24,7 +24,7 @@ import numpy as np
 import zarr
 
 from plateseg.io.files import atomic_path
-from plateseg.io.ngff import NGFF_VERSION, _multiscale, channel_names, list_fields, open_field, read_labels
+from plateseg.io.ngff import NGFF_VERSION, _multiscale, channel_names, list_fields, open_field, open_labels
 
 __all__ = ["pyramid_levels", "downsample", "write_hcs_well", "write_hcs_row", "write_hcs_plate", "well_path"]
 
@@ -71,13 +71,26 @@ def downsample(a: np.ndarray, labels: bool = False) -> np.ndarray:
     return np.rint(m).astype(a.dtype) if np.issubdtype(a.dtype, np.integer) else m.astype(a.dtype)
 
 
-def _write_pyramid(group: zarr.Group, a: np.ndarray, dims: tuple[str, ...], tile_size: int, labels: bool) -> int:
-    levels = pyramid_levels(a.shape, tile_size)
+def _write_pyramid(group: zarr.Group, src, dims: tuple[str, ...], tile_size: int, labels: bool) -> int:
+    """Levels ``0..n-1`` of ``src`` (an array-like, read in strips of rows, never whole) in ``group``; returns n.
+    Each level is written strip by strip from the one before (strips of even rows, so the result is
+    :func:`downsample` of the whole level)."""
+    levels = pyramid_levels(src.shape, tile_size)
+    prev = src
     for k in range(levels):
-        chunks = (1,) * (a.ndim - 2) + (min(tile_size, a.shape[-2]), min(tile_size, a.shape[-1]))
-        group.create_array(str(k), shape=a.shape, chunks=chunks, dtype=a.dtype, fill_value=0, dimension_names=dims)[...] = a
-        if k + 1 < levels:
-            a = downsample(a, labels)
+        h, w = prev.shape[-2:]
+        shape = tuple(prev.shape) if k == 0 else tuple(prev.shape[:-2]) + (-(-h // 2), -(-w // 2))
+        chunks = (1,) * (len(shape) - 2) + (min(tile_size, shape[-2]), min(tile_size, shape[-1]))
+        level = group.create_array(str(k), shape=shape, chunks=chunks, dtype=src.dtype, fill_value=0,
+                                   dimension_names=dims)
+        rows = tile_size if k == 0 else 2 * tile_size
+        for y in range(0, h, rows):
+            strip = np.asarray(prev[..., y:y + rows, :])
+            if k == 0:
+                level[..., y:y + rows, :] = strip
+            else:
+                level[..., y // 2:(y + rows) // 2, :] = downsample(strip, labels)
+        prev = level
     return levels
 
 
@@ -120,21 +133,22 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
         for i, field in enumerate(fields, start=1):
             meta = src[str(field)].attrs["ome"]["multiscales"][0]
             axes, scale = meta["axes"], meta["datasets"][0]["coordinateTransformations"][0]["scale"]
-            image = open_field(image_store, field)[...]
+            image = open_field(image_store, field)
             g = well.create_group(str(field))
             levels = _write_pyramid(g, image, ("c", "y", "x"), tile_size, labels=False)
             omero = dict(src[str(field)].attrs["ome"]["omero"])
-            omero["channels"] = [{**c, "window": _window(image[ci])} for ci, c in enumerate(omero["channels"])]
+            omero["channels"] = [{**c, "window": _window(image, ci)} for ci, c in enumerate(omero["channels"])]
             g.attrs["ome"] = {"version": NGFF_VERSION, "omero": omero,
                               "multiscales": [_multiscale(f"{row}{int(column):02d} field {field}", axes, scale, levels)]}
             lg = g.create_group("labels")
             lg.attrs["ome"] = {"version": NGFF_VERSION, "labels": list(label_stores)}
             for name, store in label_stores.items():
-                lab = read_labels(store, field)
-                if lab.shape != image.shape[1:]:
-                    raise ValueError(f"{store}: labels of field {field} are {lab.shape}, the image {image.shape[1:]}")
+                lab = open_labels(store, field)
+                if tuple(lab.shape) != tuple(image.shape[1:]):
+                    raise ValueError(f"{store}: labels of field {field} are {tuple(lab.shape)}, the image "
+                                     f"{tuple(image.shape[1:])}")
                 lab_g = lg.create_group(name)
-                lab_levels = _write_pyramid(lab_g, lab.astype(np.uint32, copy=False), ("y", "x"), tile_size, labels=True)
+                lab_levels = _write_pyramid(lab_g, lab, ("y", "x"), tile_size, labels=True)
                 lab_g.attrs["ome"] = {
                     "version": NGFF_VERSION,
                     "multiscales": [_multiscale(name, axes[1:], scale[1:], lab_levels)],
@@ -144,8 +158,11 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
                      image.shape[1:], len(channels), levels, ", ".join(label_stores))
 
 
-def _window(plane: np.ndarray) -> dict:
-    """Display range of a channel (0.1 and 99.9 percentiles) so a viewer opens it with visible contrast."""
+def _window(image, channel: int, max_pixels: int = 1 << 22) -> dict:
+    """Display range of a channel (0.1 and 99.9 percentiles) so a viewer opens it with visible contrast; on a
+    field of more than ``max_pixels`` from a regular subsample (every n-th row and column)."""
+    step = max(1, int(np.ceil(np.sqrt(np.prod(image.shape[-2:]) / max_pixels))))
+    plane = np.asarray(image[channel, ::step, ::step])
     lo, hi = (float(v) for v in np.percentile(plane, [0.1, 99.9]))
     return {"start": lo, "end": max(hi, lo + 1), "min": float(plane.min()), "max": float(plane.max())}
 

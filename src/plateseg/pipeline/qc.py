@@ -16,6 +16,9 @@ __all__ = ["well_qc", "well_thumbnail", "model_curves"]
 
 log = logging.getLogger(__name__)
 
+# pictures of a field are drawn from a pyramid level of at most this many pixels a side
+OVERLAY_PIXELS = 2048
+
 
 def _well_files(results, plate: str, well: str) -> dict:
     from plateseg.io.hcs import well_path
@@ -84,8 +87,12 @@ def well_qc(results, plate: str, well: str, figure=None) -> pd.DataFrame:
 def _overlay(hcs, field: int, objects: pd.DataFrame) -> np.ndarray:
     from plateseg.measure.qc import contour_overlay
 
-    labels = hcs[f"{field}/labels/nuclei/0"][...]
-    plane = hcs[f"{field}/0"][0]
+    # the finest pyramid level of at most OVERLAY_PIXELS a side (a whole slide is drawn from a coarser level)
+    level = next((k for k in range(len(hcs[str(field)].attrs["ome"]["multiscales"][0]["datasets"]))
+                  if max(hcs[f"{field}/{k}"].shape[-2:]) <= OVERLAY_PIXELS), None)
+    level = len(hcs[str(field)].attrs["ome"]["multiscales"][0]["datasets"]) - 1 if level is None else level
+    labels = hcs[f"{field}/labels/nuclei/{level}"][...]
+    plane = hcs[f"{field}/{level}"][0]
     sources = (dict(zip(objects["Metadata_ObjectNumber"].astype(int), objects["Metadata_Ensemble_Source"]))
                if "Metadata_Ensemble_Source" in objects.columns else None)
     return contour_overlay(plane, labels, sources)
