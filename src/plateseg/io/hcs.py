@@ -72,8 +72,8 @@ def downsample(a: np.ndarray, labels: bool = False) -> np.ndarray:
 
 
 def _write_pyramid(group: zarr.Group, src, dims: tuple[str, ...], tile_size: int, labels: bool) -> int:
-    """Levels ``0..n-1`` of ``src`` (an array-like, read in strips of rows, never whole) in ``group``; returns n.
-    Each level is written strip by strip from the one before (strips of even rows, so the result is
+    """Levels ``0..n-1`` of ``src`` (an array-like, read in blocks, never whole) in ``group``; returns n.
+    Each level is written block by block from the one before (blocks of even size, so the result is
     :func:`downsample` of the whole level)."""
     levels = pyramid_levels(src.shape, tile_size)
     prev = src
@@ -83,13 +83,14 @@ def _write_pyramid(group: zarr.Group, src, dims: tuple[str, ...], tile_size: int
         chunks = (1,) * (len(shape) - 2) + (min(tile_size, shape[-2]), min(tile_size, shape[-1]))
         level = group.create_array(str(k), shape=shape, chunks=chunks, dtype=src.dtype, fill_value=0,
                                    dimension_names=dims)
-        rows = tile_size if k == 0 else 2 * tile_size
-        for y in range(0, h, rows):
-            strip = np.asarray(prev[..., y:y + rows, :])
-            if k == 0:
-                level[..., y:y + rows, :] = strip
-            else:
-                level[..., y // 2:(y + rows) // 2, :] = downsample(strip, labels)
+        n = 4 * tile_size if k == 0 else 8 * tile_size  # source pixels per block side (even)
+        for y in range(0, h, n):
+            for x in range(0, w, n):
+                block = np.asarray(prev[..., y:y + n, x:x + n])
+                if k == 0:
+                    level[..., y:y + n, x:x + n] = block
+                else:
+                    level[..., y // 2:(y + n) // 2, x // 2:(x + n) // 2] = downsample(block, labels)
         prev = level
     return levels
 

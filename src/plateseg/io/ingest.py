@@ -2,8 +2,8 @@
 
 Raw files are only read, never modified. Every field gets one (c, y, x) array whose channel
 order is the configured one; all channels of a field must have the same 2-D shape. Planes are streamed
-strip by strip (``tile_size`` rows; tifffile's zarr view of a tiled or stripped TIFF, :func:`open_plane`),
-so a whole-slide plane is never in memory; pixel QC and z-projections are computed strip by strip too.
+block by block (squares of 4 tiles a side; tifffile's zarr view of a tiled or stripped TIFF, :func:`open_plane`),
+so a whole-slide plane is never in memory; pixel QC and z-projections are computed block by block too.
 """
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def read_plane(path) -> np.ndarray:
 @contextmanager
 def open_plane(path):
     """A lazy ``(y, x)`` view of the single plane of a TIFF file (tiled or stripped, any size): index it by
-    rows to read only those (tifffile's zarr store of the file; singleton axes dropped).
+    rows (and columns) to read only those (tifffile's zarr store of the file; singleton axes dropped).
 
     Examples
     --------
@@ -80,19 +80,19 @@ def open_plane(path):
 
 
 class _Plane:
-    """Rows of the last two axes of a zarr array whose other axes are singletons."""
+    """Rows and columns of the last two axes of a zarr array whose other axes are singletons."""
 
     def __init__(self, arr):
         self._arr, self._lead = arr, (0,) * (arr.ndim - 2)
         self.shape, self.dtype = tuple(arr.shape[-2:]), arr.dtype
 
-    def __getitem__(self, rows):
-        return np.asarray(self._arr[self._lead + (rows,)])
+    def __getitem__(self, index):
+        return np.asarray(self._arr[self._lead + (index if isinstance(index, tuple) else (index,))])
 
 
-def _strips(paths, method, rows: int):
-    """``(ys, strip)`` of the plane of ``paths`` (one file) or of their z-projection (several), ``rows`` at a time;
-    a ValueError names a file whose pixels are not finite or whose shape differs from the stack's."""
+def _blocks(paths, method, size: int):
+    """``((ys, xs), block)`` of the plane of ``paths`` (one file) or of their z-projection (several), in squares
+    of ``size``; a ValueError names a file whose pixels are not finite or whose shape differs from the stack's."""
     with ExitStack() as stack:
         planes = [stack.enter_context(open_plane(p)) for p in paths]
         for path, plane in zip(paths[1:], planes[1:]):
@@ -102,19 +102,20 @@ def _strips(paths, method, rows: int):
         if len(paths) > 1 and method not in Z_PROJECTIONS:
             raise ValueError(f"config key input.z_projection: unknown projection {method!r} (max, mean or a plane number)")
         bad = dict.fromkeys(map(str, paths), 0)
-        for y in range(0, planes[0].shape[0], rows):
-            ys = slice(y, min(y + rows, planes[0].shape[0]))
-            parts = [plane[ys] for plane in planes]
+        h, w = planes[0].shape
+        for index in ((slice(y, min(y + size, h)), slice(x, min(x + size, w)))
+                      for y in range(0, h, size) for x in range(0, w, size)):
+            parts = [plane[index] for plane in planes]
             for path, part in zip(paths, parts):
                 if part.dtype.kind == "f":
                     bad[str(path)] += int(part.size - np.isfinite(part).sum())
             if len(parts) == 1:
-                yield ys, parts[0]
+                yield index, parts[0]
             elif method == "max":
-                yield ys, np.max(parts, axis=0)
+                yield index, np.max(parts, axis=0)
             else:
                 mean = np.mean(np.asarray(parts, np.float64), axis=0)
-                yield ys, np.round(mean).astype(parts[0].dtype) if parts[0].dtype.kind in "ui" else mean.astype(parts[0].dtype)
+                yield index, np.round(mean).astype(parts[0].dtype) if parts[0].dtype.kind in "ui" else mean.astype(parts[0].dtype)
         for path, n in bad.items():
             if n:
                 raise ValueError(f"{path}: {n} pixel(s) are NaN or infinite; plateseg needs finite intensities "
@@ -290,8 +291,8 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
             arr = root[f"{field}/0"]
             for ci, c in enumerate(ids):
                 lo, hi, n_max, dt = None, None, 0, None
-                for ys, strip in _strips(chans[c], z_projection, tile_size):
-                    arr[ci, ys] = strip
+                for (ys, xs), strip in _blocks(chans[c], z_projection, 4 * tile_size):
+                    arr[ci, ys, xs] = strip
                     dt = strip.dtype
                     lo = strip.min() if lo is None else min(lo, strip.min())
                     hi = strip.max() if hi is None else max(hi, strip.max())
