@@ -71,3 +71,20 @@ def test_targets_and_overlaps_on_known_masks():
     assert t.to_dict() == {5: 0.5, 9: 0.0}
     ov = pair_overlaps(cand, truth)
     assert ov[["label_a", "label_b", "inter"]].values.tolist() == [[5, 1, 8]]
+
+
+def test_a_blocks_candidates_get_the_whole_fields_field_features():
+    """In a block of a large field, area_rel and field_density are the whole field's (field_statistics), so the
+    picker sees an object the same whichever window holds it."""
+    from plateseg.ensemble.features import candidate_features, field_statistics
+
+    lab = np.zeros((64, 64), np.int64)
+    for k, (y, x, r) in enumerate([(8, 8, 3), (8, 40, 5), (40, 10, 2), (44, 44, 6), (20, 24, 4)], start=1):
+        lab[y - r:y + r, x - r:x + r] = k
+    whole = candidate_features({"unet": lab}).set_index("label")
+    block = lab[:32, :32]  # holds objects 1 and 5 whole
+    plain = candidate_features({"unet": block}).set_index("label")
+    fixed = candidate_features({"unet": block}, field_stats=field_statistics({"unet": lab}, 16)).set_index("label")
+    for f in ("area_rel", "field_density"):
+        np.testing.assert_allclose(fixed.loc[[1, 5], f], whole.loc[[1, 5], f])
+        assert not np.allclose(plain.loc[[1, 5], f], whole.loc[[1, 5], f])

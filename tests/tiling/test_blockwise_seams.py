@@ -136,3 +136,42 @@ def test_measurement_block_by_block_gives_the_whole_fields_rows(field):
     blocks = measure_well(d / "image.zarr", d / "truth.zarr", {"Metadata_Well": "A01"}, block_size=BLOCK)
     assert len(whole) == int(truth.max()) > 100
     pd.testing.assert_frame_equal(whole, blocks, check_exact=False, rtol=1e-9)
+
+
+def test_the_ensemble_picked_block_by_block_is_the_whole_fields(field):
+    """Rule pick on a field larger than a block: the picker's field-level features come from the whole field and
+    each kept nucleus is owned by one block, so the ensemble equals the whole field's."""
+    from plateseg.ensemble.features import field_candidates
+    from plateseg.ensemble.picker import train_picker
+    from plateseg.io.files import read_table
+    from plateseg.io.ngff import write_well_labels
+    from plateseg.pipeline.pick import pick_well
+    from plateseg.segment.classical import segment_classical
+    from plateseg.segment.watershed import instances_from_maps
+
+    d, image, truth = field
+    maps = _maps_of(truth)
+    engines = {"unet": instances_from_maps(maps, mode="centre", fg_threshold=0.5, peak_min_distance=4, min_area=10),
+               "maskrcnn": segment_classical(image[0], sigma=1.0, threshold="otsu", min_distance=5, min_area=20)}
+    scores = {"maskrcnn": {int(k): 0.9 for k in np.unique(engines["maskrcnn"]) if k}}
+    picker = train_picker(field_candidates(engines, maps, scores, truth=truth),
+                          params={"n_boosters": 1, "num_boost_round": 30})
+    picker.save(d / "picker.json")
+    write_well_image(d / "pick_maps.zarr", {1: maps}, ["fg", "boundary", "centre"], 64, 1.0)
+    for name, lab in engines.items():
+        write_well_labels(d / f"{name}.zarr", {1: lab}, tile_size=64)
+    pd.DataFrame({"field": 1, "label": list(scores["maskrcnn"]), "score": 0.9}).to_parquet(d / "maskrcnn.parquet")
+    for mode, blocks in (("whole", {}), ("blocks", {"block_size": BLOCK, "halo": HALO})):
+        pick_well(d / "pick_maps.zarr", d / "unet.zarr", d / "maskrcnn.zarr", d / "maskrcnn.parquet", d / "picker.json",
+                  d / f"ensemble_{mode}.zarr", d / f"picks_{mode}.parquet", min_iou=0.3, nms_iou=0.3, tile_size=64,
+                  **blocks)
+    whole, blocked = read_labels(d / "ensemble_whole.zarr", 1), read_labels(d / "ensemble_blocks.zarr", 1)
+    _assert_agrees(whole, blocked)
+    picks = {m: read_table(d / f"picks_{m}.parquet") for m in ("whole", "blocks")}
+    assert sorted(picks["blocks"]["label"]) == list(range(1, int(blocked.max()) + 1))  # a row per kept nucleus
+    assert 0 < (picks["whole"]["engine"] == "unet").sum() < len(picks["whole"])  # both engines contribute
+    for m in picks:  # each row names the candidate its mask came from
+        p = picks[m].iloc[0]
+        lab = read_labels(d / f"ensemble_{m}.zarr", 1) == p["label"]
+        assert (engines[p["engine"]][lab] == p["source_label"]).mean() > 0.95
+    assert abs((picks["blocks"]["engine"] == "unet").sum() - (picks["whole"]["engine"] == "unet").sum()) <= 2

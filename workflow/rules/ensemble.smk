@@ -99,6 +99,8 @@ rule pick:
         nms_iou=config["ensemble"]["nms_iou"],
         tile_size=config["tiling"]["tile_size"],
         pixel_size=config["pixel_size"],
+        block_size=config["tiling"]["block_size"],
+        block_halo=config["tiling"]["block_halo"],
         code=script_code("pick"),
     log:
         "logs/{plate}/{well}/pick.log",

@@ -24,6 +24,7 @@ __all__ = [
     "RIVAL_FEATURES",
     "pair_overlaps",
     "candidate_features",
+    "field_statistics",
     "candidate_targets",
     "feature_columns",
     "field_candidates",
@@ -67,7 +68,8 @@ def pair_overlaps(a: np.ndarray, b: np.ndarray) -> pd.DataFrame:
                          "iou": iou.astype(np.float64)})
 
 
-def candidate_features(labels: dict, maps=None, scores: dict | None = None, scale: float = 1.0) -> pd.DataFrame:
+def candidate_features(labels: dict, maps=None, scores: dict | None = None, scale: float = 1.0,
+                       field_stats: dict | None = None) -> pd.DataFrame:
     """Features of every candidate of one field (one row per object of each engine's label image).
 
     Parameters
@@ -84,6 +86,9 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None, scal
         Zoom from the field's pixels to the model's (rule estimate_scale): lengths are multiplied by
         it, areas by its square and ``field_density`` divided by its square, so the features are those the
         picker learnt at the model's scale.
+    field_stats : dict, optional
+        engine -> ``{"median_area", "density"}`` of the whole field (:func:`field_statistics`) when the
+        labels are one block of a larger field; default those of the labels given.
 
     Returns
     -------
@@ -150,8 +155,9 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None, scal
             for f in MAP_FEATURES:
                 df[f] = np.nan
         # the field around it: size relative to the engine's typical object, crowding, contact
-        df["area_rel"] = df["area"] / float(np.median(df["area"]))
-        df["field_density"] = np.float64(n * 1e4 / dense.size)
+        stats = (field_stats or {}).get(engine)
+        df["area_rel"] = df["area"] / (float(np.median(df["area"])) if stats is None else stats["median_area"])
+        df["field_density"] = np.float64(n * 1e4 / dense.size if stats is None else stats["density"])
         df["touch_frac"] = _touching_share(dense, n)
         frames[engine] = df
     if not frames:
@@ -181,6 +187,29 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None, scal
         table[list(AREA_FEATURES)] *= scale ** 2
         table["field_density"] /= scale ** 2
     return table
+
+
+def field_statistics(labels: dict, block_size: int = 2048) -> dict:
+    """engine -> ``{"median_area", "density"}`` (candidates per 10,000 px) of whole label images, read block by
+    block: the field-level features of :func:`candidate_features` for a field processed in blocks.
+
+    Examples
+    --------
+    >>> a = np.zeros((10, 10), int); a[0:2, 0:2] = 1; a[5:9, 5:9] = 2; a[0:1, 8:10] = 3
+    >>> field_statistics({"unet": a}, block_size=4)
+    {'unet': {'median_area': 4.0, 'density': 300.0}}
+    """
+    out = {}
+    for engine, lab in labels.items():
+        h, w = lab.shape
+        areas = pd.Series(dtype=np.int64)
+        for y in range(0, h, block_size):
+            for x in range(0, w, block_size):
+                ids, counts = np.unique(np.asarray(lab[y:y + block_size, x:x + block_size]), return_counts=True)
+                areas = areas.add(pd.Series(counts[ids > 0], index=ids[ids > 0]), fill_value=0)
+        if len(areas):
+            out[engine] = {"median_area": float(np.median(areas.to_numpy())), "density": len(areas) * 1e4 / (h * w)}
+    return out
 
 
 def _touching_share(dense: np.ndarray, n: int) -> np.ndarray:

@@ -103,7 +103,7 @@ def oracle_pick(labels: dict, truth: np.ndarray, min_iou: float = 0.3, nms_iou: 
 
 
 def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None = None, min_iou: float = 0.3,
-                   nms_iou: float = 0.3, scale: float = 1.0):
+                   nms_iou: float = 0.3, scale: float = 1.0, field_stats: dict | None = None):
     """Ensemble labels of one field: features of every candidate, predicted IoU, :func:`pick`.
 
     Parameters
@@ -115,6 +115,9 @@ def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None 
         As :func:`pick`.
     scale : float
         The zoom of the field before inference (features in the model's pixels, as the picker learnt them).
+    field_stats : dict, optional
+        The whole field's candidate statistics when the labels are one block of it
+        (:func:`plateseg.ensemble.features.field_statistics`).
 
     Returns
     -------
@@ -128,7 +131,7 @@ def ensemble_field(labels: dict, picker: Picker, maps=None, scores: dict | None 
     >>> int(out.max()), len(picks)
     (0, 0)
     """
-    table = candidate_features(labels, maps, scores, scale=scale)
+    table = candidate_features(labels, maps, scores, scale=scale, field_stats=field_stats)
     if not len(table):
         shape = np.asarray(next(iter(labels.values()))).shape
         return np.zeros(shape, np.uint32), pick(labels, pd.DataFrame(

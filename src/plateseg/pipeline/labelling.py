@@ -51,14 +51,8 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
             label = segmenter(arr, field, blockwise)
             target = targets[field]
             if blockwise:
-                origins = []
-
-                def read(sl):
-                    origins.append((sl[0].start, sl[1].start))
-                    return arr[(slice(None),) + tuple(sl)]
-
-                _, table = tiled_labels(lambda window: label(window, origins.pop(0)), read, (h, w),
-                                        int(block_size), int(halo), out=target, log=log)
+                _, table = tiled_labels(label, lambda sl: arr[(slice(None),) + tuple(sl)], (h, w), int(block_size),
+                                        int(halo), out=target, log=log)
                 stats[field] = {"objects": len(table), "blocks": len(tile_grid((h, w), int(block_size), int(halo))),
                                 "on_seams": _on_seams(table, int(block_size)),
                                 "cut_by_halo": int(table["cut_by_halo"].sum())}

@@ -14,7 +14,8 @@ log = logging.getLogger(__name__)
 
 
 def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_out, min_iou: float = 0.3,
-              nms_iou: float = 0.3, tile_size: int = 256, pixel_size: float = 1.0):
+              nms_iou: float = 0.3, tile_size: int = 256, pixel_size: float = 1.0, block_size: int | None = None,
+              halo: int = 64):
     """Rule pick: ensemble labels of a well, the best candidate of both engines per nucleus.
 
     Parameters
@@ -36,6 +37,10 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     tile_size : int
     pixel_size : float
         Chunk edge and micrometres per pixel of the label store.
+    block_size, halo : int, optional
+        A field larger than ``block_size`` is picked block by block with ``halo`` of context: candidates'
+        field-level features from the whole field (:func:`plateseg.ensemble.features.field_statistics`), each
+        kept nucleus owned by the block whose core holds its centroid; None: every field whole.
 
     Returns
     -------
@@ -48,34 +53,66 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     pick_well(well + "unet.zarr", well + "unet_labels.zarr", well + "maskrcnn.zarr", well + "maskrcnn.parquet",
                   "picker.json", well + "ensemble.zarr", well + "picks.parquet")
     """
-    from plateseg.ensemble.pick import ensemble_field
     from plateseg.engines.scale import stored_scales
+    from plateseg.ensemble.pick import ensemble_field
     from plateseg.ensemble.picker import Picker
-    from plateseg.io.ngff import list_fields, open_field, read_labels, write_well_labels
+    from plateseg.io.files import atomic_path
+    from plateseg.io.ngff import create_well_labels, list_fields, open_field, open_labels
 
     model = Picker.load(picker)
     detections = read_table(maskrcnn_table)
     fields = list_fields(maps)
     scales = stored_scales(maps)
+    shapes = {f: tuple(int(v) for v in open_field(maps, f).shape[-2:]) for f in fields}
+    attrs = {"method": "ensemble", "min_iou": min_iou, "nms_iou": nms_iou, "picker": str(picker)}
     picks = []
-
-    def picked():
+    with atomic_path(labels_out) as tmp:
+        targets = create_well_labels(tmp, shapes, tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)
         for i, field in enumerate(fields, start=1):
-            labels = {"unet": read_labels(unet, field), "maskrcnn": read_labels(maskrcnn, field)}
+            engines = {"unet": open_labels(unet, field), "maskrcnn": open_labels(maskrcnn, field)}
+            field_maps = open_field(maps, field)
             rows = detections[detections["field"] == field]
-            scores = {"maskrcnn": dict(zip(rows["label"].tolist(), rows["score"].tolist()))}
-            field_maps = open_field(maps, field)[...].astype(np.float32)
-            out, table = ensemble_field(labels, model, field_maps, scores, min_iou=min_iou, nms_iou=nms_iou,
-                                        scale=float(scales.get(str(field), 1.0)))
+            kw = dict(scores={"maskrcnn": dict(zip(rows["label"].tolist(), rows["score"].tolist()))}, min_iou=min_iou,
+                      nms_iou=nms_iou, scale=float(scales.get(str(field), 1.0)))
+            if block_size is None or max(shapes[field]) <= int(block_size):
+                out, table = ensemble_field({k: v[...] for k, v in engines.items()}, model,
+                                            field_maps[...].astype(np.float32), **kw)
+                targets[field][...] = out
+            else:
+                table = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw)
             table.insert(0, "field", np.int64(field))
             picks.append(table)
-            n_cand = int(labels["unet"].max()) + int(labels["maskrcnn"].max())
-            log.info("field %d (%d/%d): %d of %d candidates kept (%d U-Net, %d Mask R-CNN)", field, i, len(fields),
-                     len(table), n_cand, int((table["engine"] == "unet").sum()), int((table["engine"] == "maskrcnn").sum()))
-            yield field, out
-
-    write_well_labels(labels_out, picked(), tile_size=tile_size, pixel_size=pixel_size,
-                      attrs={"method": "ensemble", "min_iou": min_iou, "nms_iou": nms_iou, "picker": str(picker)})
+            log.info("field %d (%d/%d): %d candidates kept (%d U-Net, %d Mask R-CNN)", field, i, len(fields), len(table),
+                     int((table["engine"] == "unet").sum()), int((table["engine"] == "maskrcnn").sum()))
     table = pd.concat(picks, ignore_index=True)
     write_table(table, picks_out)
+    return table
+
+
+def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo: int, kw: dict) -> pd.DataFrame:
+    """The ensemble of one large field block by block (each kept nucleus owned by the block holding its centroid,
+    the field-level features from the whole field); writes ``target`` and returns the picks table."""
+    from plateseg.ensemble.features import field_statistics
+    from plateseg.ensemble.pick import ensemble_field
+    from plateseg.tiling.grid import tile_grid
+    from plateseg.tiling.instances import tiled_labels
+
+    stats = field_statistics(engines, block_size)
+    by_origin = {}
+
+    def read(index):
+        return np.concatenate([np.stack([np.asarray(engines["unet"][index]), np.asarray(engines["maskrcnn"][index])]),
+                               np.asarray(field_maps[(slice(None),) + tuple(index)], np.float64)]).astype(np.float64)
+
+    def label(window, origin):
+        labels = {"unet": window[0].astype(np.int64), "maskrcnn": window[1].astype(np.int64)}
+        out, by_origin[origin] = ensemble_field(labels, model, window[2:5].astype(np.float32), field_stats=stats, **kw)
+        return out
+
+    _, owned = tiled_labels(label, read, target.shape, block_size, halo, out=target, log=log)
+    origin_of = {t.number: (t.read[0].start, t.read[1].start) for t in tile_grid(target.shape, block_size, halo)}
+    rows = [by_origin[origin_of[int(o.tile)]].set_index("label").loc[int(o.window_label)] for o in owned.itertuples()]
+    table = pd.DataFrame(rows).reset_index(drop=True)
+    table.insert(0, "label", owned["label"].to_numpy(np.int64))
+    table["area"] = owned["area"].to_numpy(np.int64)
     return table

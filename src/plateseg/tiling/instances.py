@@ -205,7 +205,8 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
     Parameters
     ----------
     label_fn : callable
-        ``label_fn(window)`` with a ``(c, h, w)`` window returns its ``(h, w)`` integer labels.
+        ``label_fn(window, origin)`` with a ``(c, h, w)`` window whose top-left pixel is ``origin`` in the
+        field returns its ``(h, w)`` integer labels.
     read_fn, shape, out, min_area, log
         As :func:`tiled_instances` (``out`` e.g. a zarr array, written block by block).
     block_size, halo : int
@@ -216,8 +217,9 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
     out : array-like
         ``(h, w)`` uint32 labels ``1..N``.
     table : pandas.DataFrame
-        One row per object (:data:`TABLE_COLUMNS`, ``label`` the final id); ``cut_by_halo`` marks
-        objects that touch their window's outer edge (larger than the halo allows; they may be cut).
+        One row per object (:data:`TABLE_COLUMNS` but ``score``, ``label`` the final id), with
+        ``window_label``, its label in the window of its block (``tile``); ``cut_by_halo`` marks objects
+        that touch their window's outer edge (larger than the halo allows; they may be cut).
 
     Examples
     --------
@@ -225,7 +227,8 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
 
     >>> from skimage.measure import label
     >>> img = np.zeros((1, 16, 32)); img[0, 4:10, 10:18] = 1; img[0, 2:4, 26:30] = 1
-    >>> lab, tab = tiled_labels(lambda w: label(w[0] > 0.5), lambda s: img[(slice(None),) + s], img.shape, 16, 8)
+    >>> lab, tab = tiled_labels(lambda w, origin: label(w[0] > 0.5), lambda s: img[(slice(None),) + s], img.shape,
+    ...                         16, 8)
     >>> sorted(np.unique(lab).tolist()), tab["area"].tolist()
     ([0, 1, 2], [48, 8])
     """
@@ -234,19 +237,25 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
     log = log or logging.getLogger(__name__)
     h, w = (int(s) for s in shape[-2:])
     n_blocks = len(tile_grid((h, w), block_size, halo))
-    done = [0]
+    origins, done = [], [0]  # origins of the windows read and not yet labelled, in order; blocks labelled
+
+    def read(index):
+        origins.append((index[0].start, index[1].start))
+        return read_fn(index)
 
     def detect(windows):
         results = []
         for window in windows:
-            results.append((np.asarray(label_fn(window)), None))
+            lab = np.asarray(label_fn(window, origins.pop(0)))
+            results.append((lab, np.arange(1, int(lab.max()) + 1, dtype=np.float64)))  # score: the window label
             done[0] += 1
-            log.info("block %d/%d: %d objects in its window", done[0], n_blocks, int(results[-1][0].max()))
+            log.info("block %d/%d: %d objects in its window", done[0], n_blocks, int(lab.max()))
         return results
 
     stride = max(1024, (2**32 - 1) // (n_blocks + 1))
-    out, table = tiled_instances(detect, read_fn, shape, block_size, halo, out=out, id_stride=stride,
+    out, table = tiled_instances(detect, read, shape, block_size, halo, out=out, id_stride=stride,
                                  min_area=min_area, log=log)
+    table = table.rename(columns={"score": "window_label"}).astype({"window_label": np.int64})
     return _relabel_blocks(out, table, (h, w), block_size)
 
 
