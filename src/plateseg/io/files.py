@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["atomic_path", "remove_path", "write_table", "read_table", "setup_logging"]
+__all__ = ["atomic_path", "remove_path", "write_table", "read_table", "setup_logging", "rate_text"]
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,17 @@ def read_table(path) -> pd.DataFrame:
     if path.suffix == ".parquet":
         return pd.read_parquet(path)
     return pd.read_csv(path)
+
+
+def rate_text(pixels: int, seconds: float) -> str:
+    """A step's throughput for its log: megapixels, wall time and megapixels per second.
+
+    Examples
+    --------
+    >>> rate_text(2_000_000, 4.0)
+    '2.00 MP in 4.0 s: 0.50 MP/s'
+    """
+    return f"{pixels / 1e6:.2f} MP in {seconds:.1f} s: {pixels / 1e6 / max(seconds, 1e-9):.2f} MP/s"
 
 
 def setup_logging(log_path=None, level=logging.INFO) -> logging.Logger:

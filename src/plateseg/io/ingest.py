@@ -8,6 +8,7 @@ so a whole-slide plane is never in memory; pixel QC and z-projections are comput
 from __future__ import annotations
 
 import logging
+import time
 from collections import defaultdict
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from plateseg.io.files import atomic_path
+from plateseg.io.files import atomic_path, rate_text
 from plateseg.io.ngff import create_well_image
 
 __all__ = ["read_plane", "open_plane", "project_planes", "ingest_well"]
@@ -288,7 +289,7 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
     with atomic_path(out) as tmp:
         root = create_well_image(tmp, shapes, list(channels.values()), dtype, tile_size, pixel_size, attrs)
         for i, (field, chans) in enumerate(sorted(by_field.items()), start=1):
-            arr = root[f"{field}/0"]
+            arr, t0 = root[f"{field}/0"], time.perf_counter()
             for ci, c in enumerate(ids):
                 lo, hi, n_max, dt = None, None, 0, None
                 for (ys, xs), strip in _blocks(chans[c], z_projection, 4 * tile_size):
@@ -303,8 +304,9 @@ def ingest_well(files, channels: dict, out, tile_size: int, pixel_size: float, a
                     log.warning("field %d, channel %s (%s) is %s: flagged in Metadata_QC_%sFields", field,
                                 channels[c], ", ".join(chans[c]), flag, flag.capitalize())
             n_planes = max(len(chans[c]) for c in ids)
-            log.info("field %d (%d/%d): %s x %d channels%s", field, i, len(by_field), shapes[field], len(ids),
-                     f", {z_projection} projection of {n_planes} planes" if n_planes > 1 else "")
+            log.info("field %d (%d/%d): %s x %d channels%s, %s", field, i, len(by_field), shapes[field], len(ids),
+                     f", {z_projection} projection of {n_planes} planes" if n_planes > 1 else "",
+                     rate_text(int(np.prod(shapes[field])), time.perf_counter() - t0))
         root.attrs["plateseg_qc"] = qc
         if z_projection is not None:
             root.attrs["plateseg_z_projection"] = {

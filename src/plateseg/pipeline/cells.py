@@ -47,10 +47,11 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
     (576, 560)
     """
     import math
+    import time
 
     import numpy as np
 
-    from plateseg.io.files import atomic_path
+    from plateseg.io.files import atomic_path, rate_text
     from plateseg.io.ngff import create_well_labels, list_fields, open_field, open_labels
     from plateseg.segment.cells import cytoplasm, field_levels, propagate_cells
     from plateseg.tiling.grid import map_cores
@@ -67,6 +68,7 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
             h, w = shapes[field]
             blockwise = block_size is not None and max(h, w) > int(block_size)
             step = int(block_size) if blockwise else max(h, w)
+            t0 = time.perf_counter()
             if blockwise:
                 kw = {k: settings[k] for k in ("sigma", "threshold", "elevation", "ridge_sigma") if k in settings}
                 levels = field_levels(lambda s: stain[(channel,) + tuple(s)], (h, w), **kw, block_size=step, halo=halo)
@@ -86,5 +88,6 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
                 nucleus_ids.update(np.unique(nuc[ys:ys + step]).tolist())
                 area += int((strip > 0).sum())
             n_cells, n_nuc = len(cell_ids - {0}), len(nucleus_ids - {0})
-            log.info("field %d (%d/%d): %d cells around %d nuclei, mean cell area %.0f px%s", field, i, len(fields),
-                     n_cells, n_nuc, area / max(n_nuc, 1), f" ({-(-h // step) * -(-w // step)} blocks)" if blockwise else "")
+            log.info("field %d (%d/%d): %d cells around %d nuclei, mean cell area %.0f px%s, %s", field, i, len(fields),
+                     n_cells, n_nuc, area / max(n_nuc, 1), f" ({-(-h // step) * -(-w // step)} blocks)" if blockwise else "",
+                     rate_text(h * w, time.perf_counter() - t0))

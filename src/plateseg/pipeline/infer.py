@@ -28,13 +28,14 @@ import hashlib
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 import zarr
 
-from plateseg.io.files import atomic_path, remove_path
+from plateseg.io.files import atomic_path, rate_text, remove_path
 from plateseg.io.ngff import channel_names, create_well_image, list_fields, open_field
 from plateseg.tiling.grid import tile_grid
 
@@ -184,7 +185,10 @@ def _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, 
             if on_tile_written is not None:
                 on_tile_written(f, tile)
 
+        t0 = time.perf_counter()
         predict_field(f, arrays[f], start, written)
+        pixels = int(np.prod(arrays[f].shape[-2:])) * (n_tiles - start) // n_tiles
+        log.info("field %d (%d/%d): %s", f, i, len(fields), rate_text(pixels, time.perf_counter() - t0))
 
 
 def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None = None,

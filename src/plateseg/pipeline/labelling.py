@@ -4,11 +4,12 @@ segment_classical (:mod:`plateseg.pipeline.watershed`, :mod:`plateseg.pipeline.c
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import zarr
 
-from plateseg.io.files import atomic_path
+from plateseg.io.files import atomic_path, rate_text
 from plateseg.io.ngff import create_well_labels, list_fields, open_field
 from plateseg.tiling.grid import tile_grid
 from plateseg.tiling.instances import tiled_labels
@@ -48,6 +49,7 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
             arr = open_field(source, field)
             h, w = shapes[field]
             blockwise = block_size is not None and max(h, w) > int(block_size)
+            t0 = time.perf_counter()
             label = segmenter(arr, field, blockwise)
             target = targets[field]
             if blockwise:
@@ -62,8 +64,8 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
                 stats[field] = {"objects": int(len(np.unique(labels)) - (labels.min() == 0)), "blocks": 1,
                                 "on_seams": 0, "cut_by_halo": 0}
             st = stats[field]
-            log.info("field %d (%d/%d): %d nuclei%s%s", field, i, len(fields), st["objects"],
-                     f" ({describe})" if describe else "",
+            log.info("field %d (%d/%d): %d nuclei%s, %s%s", field, i, len(fields), st["objects"],
+                     f" ({describe})" if describe else "", rate_text(h * w, time.perf_counter() - t0),
                      f"; {st['blocks']} blocks of {block_size} px (halo {halo}): {st['on_seams']} objects across "
                      f"a seam, {st['cut_by_halo']} larger than the halo" if blockwise else "")
             if st["cut_by_halo"]:

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
+import numpy as np
 import pandas as pd
 
-from plateseg.io.files import read_table, write_table
+from plateseg.io.files import rate_text, read_table, write_table
 
 __all__ = ["measure_objects", "well_summary", "plate_tables"]
 
@@ -45,9 +47,13 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
     from plateseg.measure.objects import measure_well
 
     compartments = {"Cells": cells, "Cytoplasm": cytoplasm} if cells is not None else None
+    from plateseg.io.ngff import list_fields, open_field
+
+    t0 = time.perf_counter()
     objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks), compartments,
                            block_size=block_size)
-    log.info("%d objects measured", len(objects))
+    pixels = sum(int(np.prod(open_field(image, f).shape[-2:])) for f in list_fields(image))
+    log.info("%d objects measured, %s", len(objects), rate_text(pixels, time.perf_counter() - t0))
     write_table(objects, out)
     return objects
 

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pandas as pd
 
-from plateseg.io.files import read_table, write_table
+from plateseg.io.files import rate_text, read_table, write_table
 
 __all__ = ["pick_well"]
 
@@ -74,6 +75,7 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
             rows = detections[detections["field"] == field]
             kw = dict(scores={"maskrcnn": dict(zip(rows["label"].tolist(), rows["score"].tolist()))}, min_iou=min_iou,
                       nms_iou=nms_iou, scale=float(scales.get(str(field), 1.0)))
+            t0 = time.perf_counter()
             if block_size is None or max(shapes[field]) <= int(block_size):
                 out, table = ensemble_field({k: v[...] for k, v in engines.items()}, model,
                                             field_maps[...].astype(np.float32), **kw)
@@ -82,8 +84,9 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
                 table = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw)
             table.insert(0, "field", np.int64(field))
             picks.append(table)
-            log.info("field %d (%d/%d): %d candidates kept (%d U-Net, %d Mask R-CNN)", field, i, len(fields), len(table),
-                     int((table["engine"] == "unet").sum()), int((table["engine"] == "maskrcnn").sum()))
+            log.info("field %d (%d/%d): %d candidates kept (%d U-Net, %d Mask R-CNN), %s", field, i, len(fields),
+                     len(table), int((table["engine"] == "unet").sum()), int((table["engine"] == "maskrcnn").sum()),
+                     rate_text(int(np.prod(shapes[field])), time.perf_counter() - t0))
     table = pd.concat(picks, ignore_index=True)
     write_table(table, picks_out)
     return table

@@ -153,20 +153,20 @@ def predict_tiled(predict_fn: Callable[[np.ndarray], np.ndarray],
             acc[k][:, ky, kx] += pred[:, wy, wx] * wgt
             wsum[k][ky, kx] += wgt
 
-    for ids in sched.batches(batch_size):
-        batch = []
-        for j in ids:
-            t = tiles[j]
-            arr = np.asarray(read_fn(t.read))
-            if arr.ndim == 2:
-                arr = arr[None]
-            pad = ((0, 0),) + t.pad
-            if any(p for pp in t.pad for p in pp):
-                mode = pad_mode
-                if mode == "reflect" and min(arr.shape[-2:]) < 2:
-                    mode = "symmetric"  # reflect is undefined on a 1-pixel axis
-                arr = np.pad(arr, pad, mode=mode)
-            batch.append(arr)
+    def read_padded(j):
+        t = tiles[j]
+        arr = np.asarray(read_fn(t.read))
+        if arr.ndim == 2:
+            arr = arr[None]
+        pad = ((0, 0),) + t.pad
+        if any(p for pp in t.pad for p in pp):
+            mode = pad_mode
+            if mode == "reflect" and min(arr.shape[-2:]) < 2:
+                mode = "symmetric"  # reflect is undefined on a 1-pixel axis
+            arr = np.pad(arr, pad, mode=mode)
+        return arr
+
+    for ids, batch in sched.read_batches(batch_size, read_padded):  # the next batch is read meanwhile
         preds = np.asarray(predict_fn(np.stack(batch)))
         if preds.ndim != 4 or preds.shape[0] != len(ids) or preds.shape[-2:] != batch[0].shape[-2:]:
             raise ValueError(f"predict_fn returned shape {preds.shape} for batch "

@@ -178,6 +178,29 @@ class TileSchedule:
         for b0 in range(0, len(self.needed), bs):
             yield self.needed[b0:b0 + bs]
 
+    def read_batches(self, batch_size: int, read_one):
+        """``(ids, [read_one(j) for j in ids])`` of every batch of :meth:`batches`, the next batch read in a
+        background thread while the caller works on the current one (the model runs while tiles are read).
+
+        Examples
+        --------
+        >>> s = TileSchedule((32, 32), 16, 0)
+        >>> [(ids, w) for ids, w in s.read_batches(3, lambda j: j * 10)]
+        [([0, 1, 2], [0, 10, 20]), ([3], [30])]
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
+        batches = list(self.batches(batch_size))
+        if not batches:
+            return
+        with ThreadPoolExecutor(1, thread_name_prefix="tile-reader") as reader:
+            pending = reader.submit(lambda ids: [read_one(j) for j in ids], batches[0])
+            for k, ids in enumerate(batches):
+                windows = pending.result()
+                if k + 1 < len(batches):
+                    pending = reader.submit(lambda ids: [read_one(j) for j in ids], batches[k + 1])
+                yield ids, windows
+
     def ready(self, done: int):
         """Tiles whose cores became final once tiles up to ``done`` are read, in write order."""
         while self.next_write < len(self.tiles) and self.final_after[self.next_write] <= done:

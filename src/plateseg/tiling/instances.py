@@ -169,11 +169,11 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
                           "centroid_x": np.float64, "area": np.int64, "tile": np.int64,
                           "tile_row": np.int64, "tile_col": np.int64, "cut_by_halo": bool})
 
-    for ids in sched.batches(batch_size):
-        windows = []
-        for j in ids:
-            arr = np.asarray(read_fn(tiles[j].read))
-            windows.append(arr[None] if arr.ndim == 2 else arr)
+    def read_window(j):
+        arr = np.asarray(read_fn(tiles[j].read))
+        return arr[None] if arr.ndim == 2 else arr
+
+    for ids, windows in sched.read_batches(batch_size, read_window):  # the next batch is read meanwhile
         dets = list(detect_fn(windows))
         if len(dets) != len(ids):
             raise ValueError(f"detect_fn returned {len(dets)} results for {len(ids)} windows")
