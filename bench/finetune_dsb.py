@@ -36,9 +36,25 @@ def parse_args(argv=None):
     ap.add_argument("--n-tune", type=int, default=20, help="kept-out images the engines are fine-tuned on")
     ap.add_argument("--unet-steps", type=int, default=300)
     ap.add_argument("--maskrcnn-steps", type=int, default=100)
-    ap.add_argument("--unet-lr", type=float, default=5e-4)
+    ap.add_argument("--unet-lr", type=float, default=1e-4)
     ap.add_argument("--maskrcnn-lr", type=float, default=2e-4)
+    ap.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
+                    help="keep the BatchNorm statistics of the shipped weights (default: finetune_params's)")
     return ap.parse_args(argv)
+
+
+def bn_text(frozen: dict) -> str:
+    """How fine-tuning treated the BatchNorm statistics, per engine (``frozen``: engine -> freeze_bn).
+
+    Examples
+    --------
+    >>> bn_text({"unet": True, "maskrcnn": True}), bn_text({"unet": True, "maskrcnn": False})
+    ('kept (frozen)', 'kept (frozen) for unet, updated for maskrcnn')
+    """
+    word = {True: "kept (frozen)", False: "updated"}
+    if len(set(frozen.values())) == 1:
+        return word[next(iter(frozen.values()))]
+    return ", ".join(f"{word[v]} for {k}" for k, v in frozen.items())
 
 
 def main(argv=None):
@@ -73,7 +89,7 @@ def main(argv=None):
     test = [it for k, it in enumerate(items) if k not in tune_idx]
     log.info("kept-out fold: %d images; fine-tuning on %d, scoring %d", len(items), len(tune), len(test))
 
-    tuned, seconds = {}, {}
+    tuned, seconds, frozen, done = {}, {}, {}, {}
     plans = {"unet": (unet, unet.UNetParams, unet.train_unet, args.unet_steps, args.unet_lr, 8, 40),
              "maskrcnn": (maskrcnn, maskrcnn.MaskRCNNParams, maskrcnn.train_maskrcnn, args.maskrcnn_steps,
                           args.maskrcnn_lr, 4, 25)}
@@ -84,12 +100,15 @@ def main(argv=None):
                                   "device": "cpu", "amp": False, "num_workers": 0, "val_every": 10**6,
                                   **{k: meta["params"][k] for k in ("crop_size", "scale_range", "intensity_jitter",
                                                                     "gamma_range", "background", "blur_sigma",
-                                                                    "noise_std")}}, meta, cls)
+                                                                    "noise_std")},
+                                  **({} if args.freeze_bn is None else {"freeze_bn": args.freeze_bn})}, meta, cls)
         t0 = time.perf_counter()
         new, history = train([it[1] for it in tune], [it[2] for it in tune], params,
                              initial_weights={k: v.float() for k, v in model.state_dict().items()})
         seconds[name] = time.perf_counter() - t0
         tuned[name] = (new.eval(), meta)
+        frozen[name] = params["freeze_bn"]
+        done[name] = sum(rec["steps"] for rec in history)
         log.info("%s fine-tuned: %d epochs in %.0f s, final loss %.4f", name, len(history), seconds[name],
                  history[-1]["loss"])
 
@@ -121,9 +140,13 @@ shipped and with the fine-tuned engines (the ensemble with the set's picker and 
 {table_markdown(rows, TABLE)}
 
 - **Fine-tuned minus shipped (DSB mAP): {gains}.**
-- U-Net: {args.unet_steps} steps (batch 8, lr {args.unet_lr:g}), {seconds['unet']:.0f} s; Mask R-CNN:
-  {args.maskrcnn_steps} steps (batch 4, lr {args.maskrcnn_lr:g}), {seconds['maskrcnn']:.0f} s; the set's crops and
-  augmentation, warm-up then cosine.
+- U-Net: {done['unet']} steps (batch 8, lr {args.unet_lr:g}), {seconds['unet']:.0f} s; Mask R-CNN:
+  {done['maskrcnn']} steps (batch 4, lr {args.maskrcnn_lr:g}), {seconds['maskrcnn']:.0f} s; the set's crops and
+  augmentation, warm-up then cosine; BatchNorm statistics of the shipped weights
+  {bn_text(frozen)} during fine-tuning.
+- These settings (the defaults of this script and of `plateseg.engines.base.finetune_params`) were chosen on
+  the set's picker split (its images trained neither engine: {args.n_tune} of them fine-tune, the others are
+  scored), not on this fold.
 - Machine (measured by `plateseg.machine`): {run.machine_text()}; torch {torch.__version__}, {args.threads}
   threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
 - **Command**: `{command_text("bench/finetune_dsb.py", argv)}`

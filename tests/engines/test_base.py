@@ -146,6 +146,35 @@ def test_fit_records_validates_and_stops_when_asked():
     assert not torch.allclose(fresh.weight, start["weight"])  # ... not from the seeded ones
 
 
+def test_fit_with_freeze_bn_keeps_the_batchnorm_statistics():
+    """``freeze_bn`` (fine-tuning): BatchNorm normalises with the starting running statistics and keeps them,
+    while the weights (the BatchNorm affine ones too) train; without it the statistics move to the new crops."""
+    img, lab = _square()
+    start = torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.BatchNorm2d(1))
+    with torch.no_grad():
+        start[1].running_mean.fill_(5.0)
+        start[1].running_var.fill_(4.0)
+    weights = {k: v.clone() for k, v in start.state_dict().items()}
+
+    def loss(model, batch, device, amp):
+        value = (model(batch[0]) - batch[1]).pow(2).mean()
+        return value, len(batch[0]), {}, {}
+
+    def run(freeze):
+        p = EngineParams.coerce({"epochs": 2, "batch_size": 2, "crop_size": 16, "device": "cpu", "freeze_bn": freeze})
+        model, _ = fit(p, lambda: torch.nn.Sequential(torch.nn.Conv2d(1, 1, 3, padding=1), torch.nn.BatchNorm2d(1)),
+                       lambda: CropDataset([img], [lab], p), loss, title="bn", log=logging.getLogger("t"),
+                       initial_weights=weights)
+        return model.state_dict()
+
+    frozen, free = run(True), run(False)
+    for key in ("1.running_mean", "1.running_var", "1.num_batches_tracked"):
+        assert torch.equal(frozen[key], weights[key])
+        assert not torch.equal(free[key], weights[key])
+    assert not torch.equal(frozen["0.weight"], weights["0.weight"])
+    assert not torch.equal(frozen["1.weight"], weights["1.weight"])
+
+
 def test_fit_stops_on_a_non_finite_loss():
     def nan_loss(model, batch, device, amp):
         return model(batch[0]).sum() * float("nan"), 1, {}, {}

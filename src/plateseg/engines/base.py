@@ -43,6 +43,9 @@ __all__ = [
     "params_from_meta",
     "field_reader",
     "bind_validation",
+    "finetune_params",
+    "FINETUNE_DEFAULTS",
+    "freeze_batchnorm",
 ]
 
 log = logging.getLogger(__name__)
@@ -66,6 +69,10 @@ class EngineParams:
     normalised intensities), ``background`` (the largest amplitude of a smooth additive background,
     autofluorescence-like), ``blur_sigma`` (the largest Gaussian blur, half of the crops) and
     ``noise_std`` (the largest standard deviation of additive Gaussian noise).
+
+    Fine-tuning: ``freeze_bn`` keeps every BatchNorm layer in eval mode while training
+    (:func:`freeze_batchnorm`): it normalises with the running statistics the model starts with and
+    keeps them, instead of re-estimating them from a few images' crops; the weights still train.
 
     Runtime: ``seed``, ``device`` ("auto", "cpu", "cuda", "cuda:1"), ``amp`` (CUDA only),
     ``num_workers`` (data loader processes).
@@ -103,6 +110,7 @@ class EngineParams:
     background: float = 0.0
     blur_sigma: float = 0.0
     noise_std: float = 0.0
+    freeze_bn: bool = False
     seed: int = 0
     device: str = "auto"
     amp: bool = True
@@ -144,22 +152,31 @@ def params_from_meta(cls, meta: dict):
     return cls.coerce({k: v for k, v in dict(meta.get("params") or {}).items() if k in names})
 
 
+# what fine-tuning does unless its settings say otherwise (chosen on the shipped set's picker split,
+# bench/finetune_dsb.py)
+FINETUNE_DEFAULTS = {"freeze_bn": False}
+
+
 def finetune_params(settings: dict, meta: dict, cls) -> dict:
     """Settings to fine-tune a checkpoint: the model it is (every field an engine adds to
     :class:`EngineParams`: architecture, targets, losses; and the normalisation ``p_low`` / ``p_high``)
-    from its ``meta["params"]``; how to train (optimisation, augmentation, runtime, channels) from ``settings``.
+    from its ``meta["params"]``; how to train (optimisation, augmentation, runtime, channels) from ``settings``,
+    and :data:`FINETUNE_DEFAULTS` (``freeze_bn``) where ``settings`` does not give them.
 
     Examples
     --------
     >>> P = dataclasses.make_dataclass("P", [("width", int, 8)], bases=(EngineParams,))
     >>> meta = {"params": {"width": 32, "p_high": 99.0, "epochs": 50}}
     >>> out = finetune_params({"width": 8, "epochs": 3, "p_high": 99.8}, meta, P)
-    >>> out["width"], out["p_high"], out["epochs"]
-    (32, 99.0, 3)
+    >>> out["width"], out["p_high"], out["epochs"], out["freeze_bn"] == FINETUNE_DEFAULTS["freeze_bn"]
+    (32, 99.0, 3, True)
+    >>> finetune_params({"freeze_bn": True}, meta, P)["freeze_bn"]
+    True
     """
     shared = {f.name for f in dataclasses.fields(EngineParams)} - {"p_low", "p_high", "pixel_size"}
     saved = dataclasses.asdict(params_from_meta(cls, meta))
     out = {k: _plain(v) for k, v in saved.items() if k not in shared}
+    out.update(FINETUNE_DEFAULTS)
     out.update({k: v for k, v in settings.items() if k in shared})
     return out
 
@@ -411,7 +428,8 @@ def fit(p: EngineParams, build_model: Callable[[], torch.nn.Module],
     -----
     AdamW on the parameters that require gradients, linear warm-up then cosine decay
     (:func:`plateseg.engines.runtime.lr_factor`) stepped per batch, a gradient scaler with fp16
-    autocast, gradient-norm clipping; all inside :func:`deterministic`, so two runs with the same
+    autocast, gradient-norm clipping, BatchNorm layers kept in eval mode with ``p.freeze_bn``
+    (:func:`freeze_batchnorm`); all inside :func:`deterministic`, so two runs with the same
     inputs and settings give the same weights on CPU.
 
     Examples
@@ -455,6 +473,8 @@ def fit(p: EngineParams, build_model: Callable[[], torch.nn.Module],
         for epoch in range(p.epochs):
             t0 = time.perf_counter()
             model.train()
+            if p.freeze_bn:
+                freeze_batchnorm(model)
             data.set_epoch(epoch)
             sums, counts, n_seen = {"loss": 0.0}, {}, 0
             for batch in loader:
@@ -501,6 +521,24 @@ def fit(p: EngineParams, build_model: Callable[[], torch.nn.Module],
                 break
     model.eval()
     return model, history
+
+
+def freeze_batchnorm(model: torch.nn.Module) -> int:
+    """Put every BatchNorm layer of ``model`` in eval mode (after ``model.train()``): the layers normalise
+    with their running statistics and no longer update them; their affine weights still train.
+
+    Returns the number of layers frozen.
+
+    Examples
+    --------
+    >>> m = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 1), torch.nn.BatchNorm2d(2)).train()
+    >>> freeze_batchnorm(m), m[1].training, m[0].training
+    (1, False, True)
+    """
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in layers:
+        m.eval()
+    return len(layers)
 
 
 # --------------------------------------------------------------------------- checkpoints
