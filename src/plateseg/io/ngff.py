@@ -30,6 +30,7 @@ __all__ = [
     "write_well_image",
     "create_well_image",
     "open_field",
+    "field_shapes",
     "list_fields",
     "channel_names",
     "write_well_labels",
@@ -152,6 +153,11 @@ def open_field(path, field: int) -> zarr.Array:
     if key not in root:
         raise KeyError(f"{path}: no field {field} (fields: {list_fields(path)})")
     return root[key]
+
+
+def field_shapes(path) -> dict[int, tuple[int, int]]:
+    """field -> ``(height, width)`` of every field of a well image store (from the arrays' metadata)."""
+    return {f: tuple(int(v) for v in open_field(path, f).shape[-2:]) for f in list_fields(path)}
 
 
 def channel_names(path) -> list[str]:

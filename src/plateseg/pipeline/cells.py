@@ -52,12 +52,12 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
     import numpy as np
 
     from plateseg.io.files import atomic_path, rate_text
-    from plateseg.io.ngff import create_well_labels, list_fields, open_field, open_labels
+    from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field, open_labels
     from plateseg.segment.cells import cytoplasm, field_levels, propagate_cells
     from plateseg.tiling.grid import map_cores
 
     fields = list_fields(image)
-    shapes = {f: tuple(int(v) for v in open_field(image, f).shape[-2:]) for f in fields}
+    shapes = field_shapes(image)
     attrs = {"method": "propagation", "settings": dict(settings)}
     store = dict(tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)
     with atomic_path(cells_out) as tmp_cells, atomic_path(cytoplasm_out) as tmp_cyto:

@@ -10,7 +10,7 @@ import numpy as np
 import zarr
 
 from plateseg.io.files import atomic_path, rate_text
-from plateseg.io.ngff import create_well_labels, list_fields, open_field
+from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field
 from plateseg.tiling.grid import tile_grid
 from plateseg.tiling.instances import tiled_labels
 
@@ -41,7 +41,7 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
         (``plateseg.blocks``) and logged.
     """
     fields = list_fields(source)
-    shapes = {f: tuple(int(v) for v in open_field(source, f).shape[-2:]) for f in fields}
+    shapes = field_shapes(source)
     stats = {}
     with atomic_path(out) as tmp:
         targets = create_well_labels(tmp, shapes, tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)

@@ -58,13 +58,13 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     from plateseg.ensemble.pick import ensemble_field
     from plateseg.ensemble.picker import Picker
     from plateseg.io.files import atomic_path
-    from plateseg.io.ngff import create_well_labels, list_fields, open_field, open_labels
+    from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field, open_labels
 
     model = Picker.load(picker)
     detections = read_table(maskrcnn_table)
     fields = list_fields(maps)
     scales = stored_scales(maps)
-    shapes = {f: tuple(int(v) for v in open_field(maps, f).shape[-2:]) for f in fields}
+    shapes = field_shapes(maps)
     attrs = {"method": "ensemble", "min_iou": min_iou, "nms_iou": nms_iou, "picker": str(picker)}
     picks = []
     with atomic_path(labels_out) as tmp:
