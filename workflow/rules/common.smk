@@ -27,7 +27,7 @@ from plateseg.config.params import (
     watershed_settings,
 )
 from plateseg.config.provenance import script_code_hash
-from plateseg.io.manifest import build_manifest, check_complete, check_single_plane, select_plane
+from plateseg.io.manifest import build_manifest, check_complete, check_single_plane, select_plane, well_records
 
 prepend_pythonpath(SRC)
 # the folder of the plateseg package imported above (this checkout's src, or the installed package without one):
@@ -114,39 +114,29 @@ wildcard_constraints:
     column="[0-9]+",
 
 
-# the manifest rows of each (plate, well), split once: input functions run per job, a filter of the whole
-# manifest per call made planning a 384-well plate take seconds (bench/dag_scale.py)
-_ROWS_OF_WELL = {key: rows for key, rows in MANIFEST.groupby(["plate", "well"], sort=False)}
+# what the input functions need of each (plate, well), split once (plain lists: input functions run per job,
+# a pandas filter per call made planning a 384-well plate take seconds, bench/dag_scale.py)
+WELL_RECORDS = well_records(MANIFEST, with_planes=bool(Z_PROJECT))
 
 
-def _well_rows(wildcards):
-    return _ROWS_OF_WELL[(wildcards.plate, wildcards.well)]
+def _well_record(wildcards):
+    return WELL_RECORDS[(wildcards.plate, wildcards.well)]
 
 
 def well_image_files(wildcards):
     """Raw TIFF paths of one well (ingest input)."""
-    return sorted(_well_rows(wildcards)["path"])
+    return _well_record(wildcards)["files"]
 
 
 def well_image_table(wildcards):
-    """[field, channel, path] of every raw file of one well (ingest params: reruns when files change)."""
-    rows = _well_rows(wildcards)
-    if Z_PROJECT and "plane" in rows:  # one row per plane: [field, channel, path, plane]
-        rows = rows.sort_values(["field", "channel", "plane"])
-        return [[int(r.field), str(r.channel), str(r.path), int(r.plane)] for r in rows.itertuples()]
-    rows = rows.sort_values(["field", "channel"])
-    return [[int(r.field), str(r.channel), str(r.path)] for r in rows.itertuples()]
+    """[field, channel, path] of every raw file of one well, [field, channel, path, plane] with a z-projection
+    (ingest params: reruns when files change)."""
+    return _well_record(wildcards)["table"]
 
 
 def well_metadata(wildcards):
     """Metadata_* columns of one well."""
-    r = _well_rows(wildcards).iloc[0]
-    return {
-        "Metadata_Plate": str(r.plate),
-        "Metadata_Well": str(r.well),
-        "Metadata_Row": str(r.row),
-        "Metadata_Column": int(r.column),
-    }
+    return _well_record(wildcards)["metadata"]
 
 
 def final_labels(wildcards):
@@ -379,8 +369,8 @@ def plate_field_count(wildcards):
 
 def thumbnail_inputs(wildcards):
     """The well in the HCS plate and its per-object table (engine of each object)."""
-    m = _well_rows(wildcards).iloc[0]
-    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m.row}/{int(m.column)}",
+    m = _well_record(wildcards)
+    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m['row']}/{m['column']}",
             "objects": f"results/{wildcards.plate}/{wildcards.well}/objects.parquet"}
 
 

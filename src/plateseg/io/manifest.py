@@ -372,7 +372,9 @@ def check_single_plane(manifest: pd.DataFrame, ignore=()) -> list[str]:
     extra = [c for c in OPTIONAL_COLUMNS if c in manifest]
     ignored = [c for c in extra if c in ignore]
     problems = []
-    for (plate, well, field, channel), group in manifest.groupby(["plate", "well", "field", "channel"], sort=True):
+    positions = ["plate", "well", "field", "channel"]
+    shared = manifest[manifest.duplicated(positions, keep=False)]  # only positions with several files
+    for (plate, well, field, channel), group in shared.groupby(positions, sort=True):
         explained = ignored and not group.duplicated(ignored).any() and all(
             group[c].nunique() <= 1 for c in extra if c not in ignored)
         if len(group) > 1 and not explained:
@@ -381,6 +383,44 @@ def check_single_plane(manifest: pd.DataFrame, ignore=()) -> list[str]:
             problems.append(f"plate {plate}, well {well}, field {field}, channel {channel}: {len(group)} files "
                             f"({axes or 'same position'}): {', '.join(sorted(map(str, group['path'])))}")
     return problems
+
+
+def well_records(manifest: pd.DataFrame, with_planes: bool = False) -> dict[tuple, dict]:
+    """What the workflow's input functions need of each well, split once from the manifest: (plate, well) ->
+    ``files`` (sorted raw paths), ``table`` ([field, channel, path] per file, by field and channel; with
+    ``with_planes`` and a ``plane`` column [field, channel, path, plane] by plane too), ``metadata`` (the
+    ``Metadata_*`` columns), ``row`` and ``column``.
+
+    Plain lists and dicts: an input function runs once per job, and a pandas filter or sort per call made
+    planning a 384-well plate take seconds (``bench/dag_scale.py``).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"plate": ["P"] * 2, "well": ["A01"] * 2, "row": ["A"] * 2, "column": [1, 1],
+    ...                    "field": [1, 1], "channel": ["2", "1"], "path": ["b.tif", "a.tif"]})
+    >>> rec = well_records(df)[("P", "A01")]
+    >>> rec["files"], rec["table"]
+    (['a.tif', 'b.tif'], [[1, '1', 'a.tif'], [1, '2', 'b.tif']])
+    >>> rec["metadata"]
+    {'Metadata_Plate': 'P', 'Metadata_Well': 'A01', 'Metadata_Row': 'A', 'Metadata_Column': 1}
+    """
+    planes = with_planes and "plane" in manifest
+    order = ["plate", "well", "field", "channel"] + (["plane"] if planes else [])
+    records: dict[tuple, dict] = {}
+    for r in manifest.sort_values(order, kind="stable").itertuples(index=False):
+        key = (str(r.plate), str(r.well))
+        if key not in records:
+            records[key] = {
+                "files": [], "table": [], "row": str(r.row), "column": int(r.column),
+                "metadata": {"Metadata_Plate": key[0], "Metadata_Well": key[1], "Metadata_Row": str(r.row),
+                             "Metadata_Column": int(r.column)},
+            }
+        rec = records[key]
+        rec["files"].append(str(r.path))
+        rec["table"].append([int(r.field), str(r.channel), str(r.path)] + ([int(r.plane)] if planes else []))
+    for rec in records.values():
+        rec["files"].sort()
+    return records
 
 
 def select_plane(manifest: pd.DataFrame, z_projection, input_dir: str = "the input folder") -> pd.DataFrame:
