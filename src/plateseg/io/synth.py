@@ -398,7 +398,8 @@ def cell_channel(nuclei, rng: np.random.Generator, extent=(6.0, 16.0), photons: 
     Each nucleus gets a cell reaching ``extent`` pixels (uniform per cell) beyond it; where cells would overlap, a
     pixel goes to the cell it lies deepest inside (additively weighted Voronoi of the nuclei). Each cell has its
     own stain level (lognormal) and a smooth texture, its nucleus is dim (the stain stays in the cytoplasm) and
-    the membrane between touching cells is darker, then the image is blurred and photon noise added.
+    its rim is darker (the inner boundary of every cell: the membrane between touching cells and the cell's edge
+    towards the background alike), then the image is blurred and photon noise added.
 
     Returns
     -------
