@@ -28,6 +28,7 @@ from plateseg.config.params import (
 )
 from plateseg.config.provenance import script_code_hash
 from plateseg.io.manifest import build_manifest, check_complete, check_single_plane, select_plane, well_records
+from plateseg.io.manifest import unlisted_file_channels
 
 prepend_pythonpath(SRC)
 # the folder of the plateseg package imported above (this checkout's src, or the installed package without one):
@@ -88,6 +89,9 @@ if _stacks:
         "input.z_projection (max, mean or a plane number); time points need one run per time point (nothing is "
         "dropped silently)."
     )
+_unlisted = unlisted_file_channels(MANIFEST, config["channels"]["names"])
+if _unlisted:
+    logger.warning(f"plateseg: {_unlisted}")
 MANIFEST = MANIFEST[MANIFEST["channel"].isin(list(config["channels"]["names"]))]
 if MANIFEST.empty:
     raise ValueError(
@@ -124,13 +128,14 @@ def _well_record(wildcards):
 
 
 def well_image_files(wildcards):
-    """Raw TIFF paths of one well (ingest input)."""
+    """Raw TIFF paths of one well (ingest input; a file of several channels once)."""
     return _well_record(wildcards)["files"]
 
 
 def well_image_table(wildcards):
-    """[field, channel, path] of every raw file of one well, [field, channel, path, plane] with a z-projection
-    (ingest params: reruns when files change)."""
+    """[field, channel, path] of every raw file of one well, [field, channel, path, plane] with a z-projection,
+    [field, channel, path, plane, file_channel] with files of several channels in the run (ingest params: reruns
+    when files change; plateseg.io.manifest.well_records)."""
     return _well_record(wildcards)["table"]
 
 

@@ -1,12 +1,23 @@
 """Manifest of an imaging run: one row per image file.
 
-The manifest is built when the Snakefile loads, so it only looks at file
-*names* (never opens an image): a folder of TIFF files named by one of the
+The manifest is built when the Snakefile loads, so it looks at file
+*names* (never at pixels): a folder of TIFF files named by one of the
 supported schemes, or a sample-sheet CSV, becomes a :class:`pandas.DataFrame`
 with the columns
 
 ``plate, well, row, column, field, channel, path`` (+ ``plane``, ``timepoint``
-when the scheme has them)
+when the scheme has them, + ``file_channel`` when a file holds several channels)
+
+Files of several channels: a file whose name carries no channel (a ``regex``
+without a ``channel`` group, a sample-sheet row without one) is the only kind
+whose TIFF header is read (tifffile, header only). When it holds C > 1 channels
+on one channel axis (an OME-TIFF / ImageJ / tifffile ``C`` axis, or the samples
+of an RGB / RGBA file: R, G, B, alpha), it becomes C rows with channel ids
+``"1"`` .. ``"C"`` in the file's order (RGB: R = 1, G = 2, B = 3, alpha = 4) and
+``file_channel`` 1 .. C (0 for a file of one plane). Such a file must be the
+only file of its field: another file there is an error naming both (its
+channel ids would clash). A file that holds z-planes or time points is an
+error; a file that cannot be read is left to its well's ingest, which names it.
 
 Naming schemes (``input.scheme`` in the config):
 
@@ -72,6 +83,8 @@ __all__ = ["build_manifest", "check_complete", "check_single_plane", "select_pla
 
 COLUMNS: tuple[str, ...] = ("plate", "well", "row", "column", "field", "channel", "path")
 OPTIONAL_COLUMNS: tuple[str, ...] = ("plane", "timepoint")
+#: position of a row's channel on its file's channel axis (1-based; 0: a file of one plane), when a file has several
+FILE_CHANNEL = "file_channel"
 
 
 # --------------------------------------------------------------------------- scanning
@@ -128,11 +141,11 @@ def _rank(values: pd.Series) -> pd.Series:
 
 def _finish(records: dict[str, list], label: str) -> pd.DataFrame:
     """Columns in contract order, dtypes fixed, duplicates rejected, sorted."""
-    columns = list(COLUMNS) + [c for c in OPTIONAL_COLUMNS if c in records]
+    columns = list(COLUMNS) + [c for c in (*OPTIONAL_COLUMNS, FILE_CHANNEL) if c in records]
     df = pd.DataFrame({c: records[c] for c in columns})
     for c in ("plate", "well", "row", "channel", "path"):
         df[c] = df[c].astype(str)
-    for c in ("column", "field", *[c for c in OPTIONAL_COLUMNS if c in df]):
+    for c in ("column", "field", *[c for c in (*OPTIONAL_COLUMNS, FILE_CHANNEL) if c in df]):
         df[c] = df[c].astype("int64")
 
     key = ["plate", "well", "field", "channel", *[c for c in OPTIONAL_COLUMNS if c in df]]
@@ -157,6 +170,87 @@ def _finish(records: dict[str, list], label: str) -> pd.DataFrame:
     df["_channel"] = _rank(df["channel"])
     df = df.sort_values(sort_cols, kind="stable").drop(columns=["_plate", "_row", "_channel"])
     return df.reset_index(drop=True)
+
+
+def _file_channel_count(path: str) -> int:
+    """Channels of a TIFF file from its header (1 for an unreadable file: its well's ingest names it)."""
+    from plateseg.io.ingest import channel_layout, tiff_layout
+
+    try:
+        axes, shape, _ = tiff_layout(path)
+    except ValueError:
+        return 1
+    try:
+        return channel_layout(path, axes, shape)[1]
+    except ValueError as err:  # z-planes or time points in one file
+        raise ManifestError(f"{err} (a file whose name carries no channel is read as a file of channels)") from err
+
+
+def split_file_channels(records: dict[str, list], unnamed: Iterable[str], label: str = "the run") -> dict[str, list]:
+    """Records (column -> values, one per file) with every file of ``unnamed`` (paths whose name carries no
+    channel) that holds C > 1 channels (its TIFF header) replaced by C records, channel ids ``"1"`` .. ``"C"``
+    and ``file_channel`` 1 .. C; the others get ``file_channel`` 0. Unchanged when no file has several channels.
+
+    Raises ManifestError when another file sits at the position (plate, well, field, plane, timepoint) of a
+    file of channels, naming both, or when a file holds z-planes or time points.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, numpy as np, tifffile
+    >>> p = str(pathlib.Path(tempfile.mkdtemp()) / "he.tif")
+    >>> tifffile.imwrite(p, np.zeros((8, 8, 3), np.uint8), photometric="rgb")
+    >>> rec = {"plate": ["P"], "well": ["A01"], "row": ["A"], "column": [1], "field": [1], "channel": ["1"],
+    ...        "path": [p]}
+    >>> out = split_file_channels(rec, [p])
+    >>> out["channel"], out["file_channel"]
+    (['1', '2', '3'], [1, 2, 3])
+    """
+    counts = {p: _file_channel_count(p) for p in dict.fromkeys(unnamed)}
+    if all(n == 1 for n in counts.values()):
+        return records
+    position = [c for c in records if c not in ("channel", "path")]
+    at: dict[tuple, list[int]] = defaultdict(list)
+    for i in range(len(records["path"])):
+        at[tuple(records[c][i] for c in position)].append(i)
+    for key, rows in at.items():
+        split = [i for i in rows if counts.get(records["path"][i], 1) > 1]
+        if split and len(rows) > 1:
+            path = records["path"][split[0]]
+            others = [records["path"][i] for i in rows if i != split[0]]
+            where = ", ".join(f"{c} {v}" for c, v in zip(position, key) if c not in ("row", "column"))
+            raise ManifestError(
+                f"{label}: {path} holds {counts[path]} channels (ids 1..{counts[path]}, its name carries no channel), "
+                f"which clash with the other file(s) of {where}: {', '.join(others)}. A field takes one file of "
+                "channels, or one file per channel with the channel in its name (input.scheme / input.pattern / the "
+                "sample sheet's channel column)")
+    out: dict[str, list] = {c: [] for c in (*records, FILE_CHANNEL)}
+    for i, path in enumerate(records["path"]):
+        n = counts.get(path, 1)
+        for k in range(1, n + 1) if n > 1 else (0,):
+            for c in records:
+                out[c].append(str(k) if c == "channel" and k else records[c][i])
+            out[FILE_CHANNEL].append(k)
+    return out
+
+
+def unlisted_file_channels(manifest: pd.DataFrame, names) -> str | None:
+    """A warning naming the channels of files of several channels that ``names`` (config ``channels.names``)
+    does not list, so that they are not ingested; None when there are none.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"channel": ["1", "2", "3", "4"], "path": ["he.tif"] * 4, "file_channel": [1, 2, 3, 4]})
+    >>> unlisted_file_channels(df, {"1": "R", "2": "G", "3": "B"})
+    'channel(s) 4 of 1 file(s) of several channels (e.g. he.tif) are not in config key channels.names: not ingested'
+    """
+    if FILE_CHANNEL not in manifest:
+        return None
+    rows = manifest[(manifest[FILE_CHANNEL] > 0) & ~manifest["channel"].isin([str(n) for n in names])]
+    if rows.empty:
+        return None
+    ids = ", ".join(sorted(rows["channel"].unique(), key=_natural_key))
+    return (f"channel(s) {ids} of {rows['path'].nunique()} file(s) of several channels (e.g. {rows['path'].iloc[0]}) "
+            "are not in config key channels.names: not ingested")
 
 
 # --------------------------------------------------------------------------- sample sheet
@@ -187,6 +281,7 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
     records: dict[str, list] = defaultdict(list)
     problems: list[str] = []
     absent: list[str] = []
+    unnamed: list[str] = []  # paths of rows without a channel: maybe files of several channels
     for i, rec in enumerate(table.to_dict("records"), start=1):
         where = f"row {i} (line {i + 1})"
         raw_path = rec["path"].strip()
@@ -213,6 +308,8 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
             problems.append(f"{where}: empty plate")
             continue
         channel = rec.get("channel", "").strip()
+        if not channel:
+            unnamed.append(path)
         records["plate"].append(plate_name)
         records["well"].append(well)
         records["row"].append(row)
@@ -234,7 +331,8 @@ def _read_sample_sheet(sample_sheet, plate: str | None) -> pd.DataFrame:
         raise ManifestError(f"sample sheet {sheet!r}: " + "; ".join(problems[:5]) + (" ..." if len(problems) > 5 else ""))
     if not records:
         raise ManifestError(f"sample sheet {sheet!r} (config key `input.sample_sheet`) lists no images")
-    return _finish(records, f"sample sheet {sheet!r}")
+    label = f"sample sheet {sheet!r}"
+    return _finish(split_file_channels(records, unnamed, label), label)
 
 
 # --------------------------------------------------------------------------- public
@@ -246,7 +344,8 @@ def build_manifest(
     plate: str | None = None,
     extensions: Iterable[str] = (".tif", ".tiff"),
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Build the manifest of an imaging run from file names (no image is read).
+    """Build the manifest of an imaging run from file names (no pixel is read; the TIFF header of a file whose
+    name carries no channel is, to count its channels: see the module's docstring).
 
     Parameters
     ----------
@@ -271,7 +370,8 @@ def build_manifest(
     -------
     manifest : pandas.DataFrame
         Columns ``plate, well, row, column, field, channel, path`` (+ ``plane``,
-        ``timepoint`` when the scheme has them), sorted by plate, row, column,
+        ``timepoint`` when the scheme has them, + ``file_channel`` when a file
+        holds several channels: one row per channel), sorted by plate, row, column,
         field, channel (numbers sort numerically: s9 before s10, row Z before AA).
     unmatched : list of str
         Image files (relative to ``input_dir``) whose names do not follow the scheme.
@@ -280,7 +380,8 @@ def build_manifest(
     ------
     ManifestError
         Unknown scheme, missing folder, no file matching the scheme, duplicate
-        images, or an invalid regex / sample sheet.
+        images, an invalid regex / sample sheet, a file of channels beside other
+        files of its field, or a file of z-planes or time points.
 
     Examples
     --------
@@ -339,7 +440,10 @@ def build_manifest(
             f"no image file in {base!r} (config key `input.dir`) matches input.scheme {scheme!r}: "
             f"expected names like {expected}; found {len(files)} file(s) such as {_examples(unmatched)}"
         )
-    return _finish(records, f"input folder {base!r} (config key `input.dir`)"), unmatched
+    label = f"input folder {base!r} (config key `input.dir`)"
+    # names without a channel (a regex without a channel group): their headers say whether they hold several
+    unnamed = records["path"] if scheme == "regex" and "channel" not in re.compile(pattern).groupindex else []
+    return _finish(split_file_channels(records, unnamed, label), label), unmatched
 
 
 def _well_key(well) -> tuple:
@@ -387,8 +491,10 @@ def check_single_plane(manifest: pd.DataFrame, ignore=()) -> list[str]:
 
 def well_records(manifest: pd.DataFrame, with_planes: bool = False) -> dict[tuple, dict]:
     """What the workflow's input functions need of each well, split once from the manifest: (plate, well) ->
-    ``files`` (sorted raw paths), ``table`` ([field, channel, path] per file, by field and channel; with
-    ``with_planes`` and a ``plane`` column [field, channel, path, plane] by plane too), ``metadata`` (the
+    ``files`` (sorted raw paths, a file of several channels once), ``table`` (one row per channel of a file, by
+    field and channel: [field, channel, path]; with ``with_planes`` and a ``plane`` column [field, channel, path,
+    plane], by plane too; with a ``file_channel`` column (files of several channels, :func:`split_file_channels`)
+    [field, channel, path, plane, file_channel], plane 1 without ``with_planes``), ``metadata`` (the
     ``Metadata_*`` columns), ``row`` and ``column``.
 
     Plain lists and dicts: an input function runs once per job, and a pandas filter or sort per call made
@@ -403,23 +509,32 @@ def well_records(manifest: pd.DataFrame, with_planes: bool = False) -> dict[tupl
     (['a.tif', 'b.tif'], [[1, '1', 'a.tif'], [1, '2', 'b.tif']])
     >>> rec["metadata"]
     {'Metadata_Plate': 'P', 'Metadata_Well': 'A01', 'Metadata_Row': 'A', 'Metadata_Column': 1}
+    >>> df = df.assign(path="rgb.tif", file_channel=[2, 1])
+    >>> well_records(df)[("P", "A01")]["table"]
+    [[1, '1', 'rgb.tif', 1, 1], [1, '2', 'rgb.tif', 1, 2]]
     """
     planes = with_planes and "plane" in manifest
-    order = ["plate", "well", "field", "channel"] + (["plane"] if planes else [])
+    split = "file_channel" in manifest
+    order = ["plate", "well", "field", "channel"] + (["plane"] if "plane" in manifest and (planes or split) else [])
     records: dict[tuple, dict] = {}
     for r in manifest.sort_values(order, kind="stable").itertuples(index=False):
         key = (str(r.plate), str(r.well))
         if key not in records:
             records[key] = {
-                "files": [], "table": [], "row": str(r.row), "column": int(r.column),
+                "files": set(), "table": [], "row": str(r.row), "column": int(r.column),
                 "metadata": {"Metadata_Plate": key[0], "Metadata_Well": key[1], "Metadata_Row": str(r.row),
                              "Metadata_Column": int(r.column)},
             }
         rec = records[key]
-        rec["files"].append(str(r.path))
-        rec["table"].append([int(r.field), str(r.channel), str(r.path)] + ([int(r.plane)] if planes else []))
+        rec["files"].add(str(r.path))
+        row = [int(r.field), str(r.channel), str(r.path)]
+        if split:
+            row += [int(r.plane) if planes else 1, int(r.file_channel)]
+        elif planes:
+            row.append(int(r.plane))
+        rec["table"].append(row)
     for rec in records.values():
-        rec["files"].sort()
+        rec["files"] = sorted(rec["files"])
     return records
 
 
