@@ -8,12 +8,16 @@ model inference, which is tiled by construction) runs on it, and every job's pea
 peak at both sizes and the growth between them; the issue asks for every job under 2 GB at 20,000 px and less than
 20% growth from 10,000 to 20,000.
 
+With ``--rgb`` the slide is one RGB uint8 file instead (tiled BigTIFF, samples interleaved, as an H&E slide is
+stored; a regex name without a channel, so its samples are ingested as channels 1-3: the nuclear stain, the marker
+and the nuclear stain inverted), measured into its own section ``## Whole-slide memory, RGB``.
+
 Run from the repository root::
 
-    .venv/bin/python bench/slide_memory.py
+    .venv/bin/python bench/slide_memory.py [--rgb]
 
 Writes the section ``## Whole-slide memory`` of ``bench/RESULTS.md`` and ``peaks.csv``, ``run.log`` in ``--out``
-(default ``bench/out/slide_memory``).
+(default ``bench/out/slide_memory``, ``bench/out/slide_memory_rgb`` with ``--rgb``).
 """
 from __future__ import annotations
 
@@ -35,9 +39,12 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000], help="slide edges, pixels")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(REPO / "bench" / "out" / "slide_memory"))
+    ap.add_argument("--rgb", action="store_true", help="one RGB uint8 file (interleaved samples) as the slide")
+    ap.add_argument("--out", default=None, help="default bench/out/slide_memory (or slide_memory_rgb)")
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    args.out = args.out or str(REPO / "bench" / "out" / ("slide_memory_rgb" if args.rgb else "slide_memory"))
+    return args
 
 
 def write_slide(folder: Path, size: int, seed: int) -> None:
@@ -60,6 +67,29 @@ def write_slide(folder: Path, size: int, seed: int) -> None:
                     yield tile
         tifffile.imwrite(folder / f"SLIDE_A01_s1_w{ci + 1}.tif", tiles(), shape=(size, size), dtype=np.uint16,
                          tile=(t, t), compression="zlib")
+
+
+def write_rgb_slide(folder: Path, size: int, seed: int) -> None:
+    """The slide as one RGB uint8 tiled BigTIFF (samples interleaved), tile by tile: the nuclear stain, the marker
+    and the nuclear stain inverted, each scaled to 8 bits."""
+    import numpy as np
+    import tifffile
+
+    from plateseg.io.synth import synth_field
+
+    base, _ = synth_field(seed, shape=(2048, 2048), density=1.0)
+    dna, marker = ((b.astype(np.float64) * 255 / max(int(b.max()), 1)).astype(np.uint8) for b in base[:2])
+    rgb = np.stack([dna, marker, 255 - dna], axis=-1)
+    folder.mkdir(parents=True, exist_ok=True)
+    t = 512
+
+    def tiles():
+        for y in range(0, size, t):
+            for x in range(0, size, t):
+                ys, xs = np.arange(y, y + t) % 2048, np.arange(x, x + t) % 2048
+                yield rgb[np.ix_(ys, xs)]
+    tifffile.imwrite(folder / "SLIDE_A01_s1.tif", tiles(), shape=(size, size, 3), dtype=np.uint8, tile=(t, t),
+                     photometric="rgb", compression="zlib", bigtiff=True)
 
 
 def run_and_watch(workdir: Path, log) -> tuple[dict, float]:
@@ -100,8 +130,13 @@ def main(argv=None):
 
     t0, machine = time.perf_counter(), machine_info()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["input"].update({"dir": "images", "scheme": "cellprofiler"})
-    config["channels"]["names"] = {"1": "DNA", "2": "Marker"}
+    if args.rgb:  # a name without a channel: the file's samples are channels 1-3
+        config["input"].update({"dir": "images", "scheme": "regex",
+                                "pattern": r"(?P<plate>SLIDE)_(?P<well>A01)_s(?P<field>1)\.tif"})
+        config["channels"]["names"] = {"1": "DNA", "2": "Marker", "3": "Inverted"}
+    else:
+        config["input"].update({"dir": "images", "scheme": "cellprofiler"})
+        config["channels"]["names"] = {"1": "DNA", "2": "Marker"}
     config["demo"]["enabled"] = False
     config["segmentation"]["method"] = "classical"
     config["evaluation"].update({"groundtruth": None, "compare": []})
@@ -109,7 +144,7 @@ def main(argv=None):
     for size in args.sizes:
         work = out / f"slide_{size}"
         shutil.rmtree(work, ignore_errors=True)
-        write_slide(work / "images", size, args.seed)
+        (write_rgb_slide if args.rgb else write_slide)(work / "images", size, args.seed)
         (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         rows[size], seconds[size] = run_and_watch(work, log)
         shutil.rmtree(work / "results", ignore_errors=True)
@@ -124,9 +159,12 @@ def main(argv=None):
         growth = 100 * (r[large] / r[small] - 1)
         lines.append(f"| {rule} | {' | '.join(f'{r[s]:.0f}' for s in args.sizes)} | {growth:+.0f}% |")
     worst = table[large].idxmax()
-    text = f"""{SECTION}
+    slide = ("one RGB uint8 slide (one tiled zlib BigTIFF, samples interleaved, ingested as 3 channels; a synthetic "
+             "2048 px field repeated)" if args.rgb else
+             "one 2-channel uint16 slide (tiled zlib TIFFs; a synthetic 2048 px field repeated)")
+    text = f"""{SECTION + (", RGB" if args.rgb else "")}
 
-One well holding one 2-channel uint16 slide (tiled zlib TIFFs; a synthetic 2048 px field repeated) of
+One well holding {slide} of
 {', '.join(f'{s:,} x {s:,}' for s in args.sizes)} px, the workflow's embedded config with the classical method
 (`snakemake --cores 2`; no model inference, which is tiled by construction). Peak resident memory of each job's
 own process (`VmHWM`, polled every 0.1 s while it runs). Largest at {large:,} px: **{worst}**,
@@ -140,7 +178,7 @@ own process (`VmHWM`, polled every 0.1 s while it runs). Largest at {large:,} px
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/slide_memory.py", argv)}`; table: `{relative_path(out / 'peaks.csv', REPO)}`.
 """
-    write_section(Path(args.results), text, SECTION)
+    write_section(Path(args.results), text, SECTION + (", RGB" if args.rgb else ""))
     log.info("wrote %s", args.results)
 
 

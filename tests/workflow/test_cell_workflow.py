@@ -1,5 +1,6 @@
 """Cells and cytoplasm (issue 14): a real snakemake run on a tiny synthetic plate with a cytoplasm stain and
-ground-truth cells; the classical nuclei seed the cells (no training)."""
+ground-truth cells; the classical nuclei seed the cells (no training). One well's three channels are one
+OME-TIFF (issue 16, files of several channels)."""
 from __future__ import annotations
 
 import numpy as np
@@ -30,9 +31,26 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
     run, work = tmp_path / "run", tmp_path / "work"
     work.mkdir()
     write_demo_run(run, plate="CELL", rows="A", columns=(1, 2), fields=1, shape=(256, 256), seed=5, cells=True)
-    tiny_config(work, run, **CELLS)
+    # well A02 is one OME-TIFF of its three channels (issue 16), listed in the sample sheet without a channel: its
+    # channel axis gives channels 1..3; well A01 keeps one file per channel
+    images = run / "images"
+    a02 = np.stack([tifffile.imread(images / f"CELL_A02_s1_w{c}.tif") for c in (1, 2, 3)])
+    for c in (1, 2, 3):
+        (images / f"CELL_A02_s1_w{c}.tif").unlink()
+    tifffile.imwrite(images / "CELL_A02_s1.ome.tif", a02, ome=True, metadata={"axes": "CYX"}, tile=(128, 128))
+    sheet = pd.DataFrame({"path": [f"images/CELL_A01_s1_w{c}.tif" for c in (1, 2, 3)] + ["images/CELL_A02_s1.ome.tif"],
+                          "plate": "CELL", "well": ["A01"] * 3 + ["A02"], "field": 1, "channel": ["1", "2", "3", ""]})
+    sheet.to_csv(run / "sheet.csv", index=False)
+    tiny_config(work, run, **CELLS, **{"input.scheme": "samplesheet", "input.sample_sheet": "../run/sheet.csv"})
     run_snakemake(work)
     res = work / "results" / "CELL"
+    from plateseg.io.ngff import open_field
+
+    np.testing.assert_array_equal(open_field(res / "A02" / "image.zarr", 1)[...], a02)
+    assert "3 channels (tifffile axes CYX)" in (work / "logs" / "CELL" / "A02" / "ingest.log").read_text()
+    for well in ("A01", "A02"):  # the per-well CSV has the marker columns of each channel, whatever the files
+        columns = pd.read_csv(res / "wells" / f"{well}.csv").columns
+        assert {f"Nuclei_Intensity_MeanIntensity_{name}" for name in ("DNA", "Marker", "Cyto")} <= set(columns)
     for well in ("A01", "A02"):
         nuclei, cells = read_labels(res / well / "classical.zarr", 1), read_labels(res / well / "cells.zarr", 1)
         cyto = read_labels(res / well / "cytoplasm.zarr", 1)
