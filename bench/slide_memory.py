@@ -99,12 +99,14 @@ def run_and_watch(workdir: Path, log) -> tuple[dict, float]:
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=open(workdir / "snakemake.log", "w"), stderr=subprocess.STDOUT)
     peaks: dict[str, float] = {}
+    here = workdir.resolve()
     while proc.poll() is None:
         for status in Path("/proc").glob("[0-9]*/status"):
             try:
                 cmdline = (status.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
                 m = SCRIPT.search(cmdline)
-                if m:
+                # only this run's jobs (they run in its folder), not another workflow's on the same machine
+                if m and (status.parent / "cwd").resolve() == here:
                     hwm = next(line for line in status.read_text().splitlines() if line.startswith("VmHWM"))
                     peaks[m.group(1)] = max(peaks.get(m.group(1), 0.0), int(hwm.split()[1]) / 1024)
             except (OSError, StopIteration):  # the process ended meanwhile
