@@ -111,3 +111,42 @@ def test_plate_heatmap_outlines_and_lists_wells_with_qc_flags(tmp_path, caplog):
         return int(((px[..., 0] > 200) & (px[..., 1] < 60) & (px[..., 2] < 60)).sum())
 
     assert red(tmp_path / "clean.png") == 0 and red(tmp_path / "flagged.png") > 50
+
+
+def test_seam_qc_columns_sum_the_blocks_the_labelling_recorded(tmp_path):
+    """Issue 16: the seam QC columns of a well are the final label store's block record (written by the blockwise
+    labelling itself) summed over its fields; a field no larger than a block counts 1 block and 0 / 0."""
+    from plateseg.io.ngff import block_record, read_labels
+    from plateseg.io.synth import synth_field
+    from plateseg.measure.summarize import SEAM_COLUMNS, seam_qc
+    from plateseg.pipeline.classical import classical_well
+    from plateseg.pipeline.measure import well_summary
+
+    big, _ = synth_field(3, shape=(192, 192), density=3.0, cluster_fraction=0.5)
+    small, _ = synth_field(4, shape=(64, 64), density=3.0)
+    write_well_image(tmp_path / "image.zarr", {1: big, 2: small}, ["DNA", "Marker"], 32, 1.0)
+    settings = {"sigma": 1.0, "threshold": "otsu", "min_distance": 5, "min_area": 20}
+    classical_well(tmp_path / "image.zarr", tmp_path / "classical.zarr", 0, settings, tile_size=32, block_size=64,
+                   halo=32)
+    record = block_record(tmp_path / "classical.zarr")
+    assert record[1]["blocks"] == 9 and record[1]["objects"] == int(read_labels(tmp_path / "classical.zarr", 1).max())
+    assert record[2] == {"objects": record[2]["objects"], "blocks": 1, "on_seams": 0, "cut_by_halo": 0}
+    qc = seam_qc(record)
+    assert list(qc) == list(SEAM_COLUMNS) == ["Metadata_QC_Blocks", "Metadata_QC_NucleiAcrossSeams",
+                                               "Metadata_QC_NucleiLargerThanHalo"]
+    assert qc["Metadata_QC_Blocks"] == 10 and 0 < qc["Metadata_QC_NucleiAcrossSeams"] == record[1]["on_seams"]
+    assert qc["Metadata_QC_NucleiLargerThanHalo"] == record[1]["cut_by_halo"]
+
+    objects = tmp_path / "objects.parquet"
+    measure_well(tmp_path / "image.zarr", tmp_path / "classical.zarr", {"Metadata_Well": "A01"}).to_parquet(objects)
+    profile, summary = well_summary(objects, tmp_path / "image.zarr", tmp_path / "A01.csv", tmp_path / "A01_summary.csv",
+                                    {"Metadata_Well": "A01"}, tmp_path / "classical.zarr")
+    for path in ("A01.csv", "A01_summary.csv"):  # both per-well CSVs, as written
+        row = pd.read_csv(tmp_path / path).iloc[0]
+        assert {c: int(row[c]) for c in SEAM_COLUMNS} == qc
+    # a label store that records no blocks (Mask R-CNN's): the columns are there, empty
+    write_well_labels(tmp_path / "maskrcnn.zarr", {1: np.zeros((192, 192), np.uint32), 2: np.zeros((64, 64), np.uint32)},
+                      tile_size=32)
+    _, summary = well_summary(objects, tmp_path / "image.zarr", tmp_path / "B.csv", tmp_path / "B_summary.csv",
+                              {"Metadata_Well": "A01"}, tmp_path / "maskrcnn.zarr")
+    assert summary[list(SEAM_COLUMNS)].isna().all(axis=None)

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from plateseg.io.ngff import read_labels, write_well_image, write_well_labels
+from plateseg.io.ngff import block_record, read_labels, write_well_image, write_well_labels
 from plateseg.pipeline.classical import classical_well
 from plateseg.pipeline.infer import infer_well
 from plateseg.pipeline.measure import measure_objects, well_summary
@@ -52,8 +52,12 @@ def test_classical_measure_and_summary_of_a_well(tmp_path):
     assert len(objects) == 4 and not [c for c in objects.columns if "Ensemble" in c]
     assert pd.read_parquet(tmp_path / "objects.parquet").equals(objects)
     profile, row = well_summary(tmp_path / "objects.parquet", image, tmp_path / "A01.csv", tmp_path / "A01_summary.csv",
-                                {"Metadata_Well": "A01"})
+                                {"Metadata_Well": "A01"}, tmp_path / "classical.zarr")
     assert row["Count_Nuclei"].iloc[0] == 4 and not [c for c in row.columns if "Ensemble" in c]
+    # seam QC of fields smaller than a block: one block each, nothing across a seam or larger than the halo
+    for table in (row, profile):
+        assert table[["Metadata_QC_Blocks", "Metadata_QC_NucleiAcrossSeams",
+                      "Metadata_QC_NucleiLargerThanHalo"]].values.tolist() == [[2, 0, 0]]
     assert profile["Metadata_Object_Count"].iloc[0] == 4 and profile["Nuclei_AreaShape_Area"].iloc[0] == objects["Nuclei_AreaShape_Area"].median()
     assert pd.read_csv(tmp_path / "A01.csv").equals(profile) and pd.read_csv(tmp_path / "A01_summary.csv").equals(row)
 
@@ -92,4 +96,5 @@ def test_pick_well_keeps_one_candidate_per_nucleus(tmp_path):
                       tmp_path / "picks.parquet", tile_size=16)
     assert len(picks) == 2 and picks["field"].tolist() == [1, 1]
     assert int(read_labels(tmp_path / "ensemble.zarr", 1).max()) == 2
+    assert block_record(tmp_path / "ensemble.zarr") == {1: {"objects": 2, "blocks": 1, "on_seams": 0, "cut_by_halo": 0}}
     assert pd.read_parquet(tmp_path / "picks.parquet").equals(picks)

@@ -167,6 +167,11 @@ def test_the_ensemble_picked_block_by_block_is_the_whole_fields(field):
                   **blocks)
     whole, blocked = read_labels(d / "ensemble_whole.zarr", 1), read_labels(d / "ensemble_blocks.zarr", 1)
     _assert_agrees(whole, blocked)
+    # the ensemble's store records its blocks like the other blockwise label stores (the per-well seam QC)
+    stats = _block_stats(d / "ensemble_blocks.zarr")
+    assert stats["blocks"] == 16 and stats["objects"] == int(blocked.max()) and stats["on_seams"] > 20
+    assert _block_stats(d / "ensemble_whole.zarr") == {"objects": int(whole.max()), "blocks": 1, "on_seams": 0,
+                                                       "cut_by_halo": 0}
     picks = {m: read_table(d / f"picks_{m}.parquet") for m in ("whole", "blocks")}
     assert sorted(picks["blocks"]["label"]) == list(range(1, int(blocked.max()) + 1))  # a row per kept nucleus
     assert 0 < (picks["whole"]["engine"] == "unet").sum() < len(picks["whole"])  # both engines contribute

@@ -25,7 +25,7 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
     from pycytominer.cyto_utils import infer_cp_features
 
     from plateseg.evaluation.metrics import evaluate_pair
-    from plateseg.io.ngff import read_labels
+    from plateseg.io.ngff import list_fields, read_labels
     from plateseg.io.synth import write_demo_run
 
     run, work = tmp_path / "run", tmp_path / "work"
@@ -64,10 +64,21 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
         blocks = zarr.open_group(str(res / well / "classical.zarr"), mode="r").attrs["plateseg"]["blocks"]["1"]
         assert blocks["blocks"] == 4 and blocks["objects"] == int(nuclei.max()) > 5  # the config's blocks, used
         assert "(4 blocks)" in (work / "logs" / "CELL" / well / "segment_cells.log").read_text()
+        # seam QC in both per-well CSVs: the final labels' blocks (4 per field), nuclei kept whole across a seam
+        # and larger than the halo, summed over the well's fields
+        record = zarr.open_group(str(res / well / "classical.zarr"), mode="r").attrs["plateseg"]["blocks"].values()
+        n_fields = len(list_fields(res / well / "image.zarr"))
+        for table in (f"{well}.csv", f"{well}_summary.csv"):
+            row = pd.read_csv(res / "wells" / table).iloc[0]
+            assert row["Metadata_QC_Blocks"] == 4 * n_fields
+            assert row["Metadata_QC_NucleiAcrossSeams"] == sum(r["on_seams"] for r in record) > 0
+            assert row["Metadata_QC_NucleiLargerThanHalo"] == sum(r["cut_by_halo"] for r in record)
         assert evaluate_pair(truth, cells)["dsb_map"] >= 0.6
         # the HCS plate has them beside the nuclei
         labels = zarr.open_group(str(res / "plate.zarr" / "A" / str(int(well[1:])) / "1" / "labels"), mode="r")
         assert labels.attrs["ome"]["labels"] == ["nuclei", "cells", "cytoplasm"]
+    for table in ("plate_summary.csv", "profiles.csv"):  # and in the plate tables, a row per well (1 field each)
+        assert pd.read_csv(res / table)["Metadata_QC_Blocks"].tolist() == [4, 4]
     ev = pd.read_csv(res / "evaluation" / "cells.csv")
     assert ev["mean_dsb_map"].iloc[0] >= 0.6 and ev["total_n_true"].iloc[0] > 20
 

@@ -85,6 +85,9 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
         well_csv = pd.read_csv(res / "wells" / table)
         assert well_csv["Metadata_Ensemble_FractionUNet"].iloc[0] == (picks["engine"] == "unet").mean()
         assert well_csv["Metadata_Ensemble_MeanPredictedIoU"].iloc[0] == pytest.approx(picks["predicted_iou"].mean())
+        # seam QC of the ensemble's labels: its one field is smaller than a block (1 block, 0, 0), the columns are there
+        assert well_csv[["Metadata_QC_Blocks", "Metadata_QC_NucleiAcrossSeams",
+                         "Metadata_QC_NucleiLargerThanHalo"]].values.tolist() == [[1, 0, 0]]
     assert len(objects) == summary.set_index("Metadata_Well").loc["A01", "Count_Nuclei"]
 
     # U-Net maps (NGFF-like well store) and their instances

@@ -21,10 +21,12 @@ rule measure:
 
 
 rule summarize_well:
-    """Per-well CSVs: the profile (pycytominer aggregate: median per feature) and the summary (counts, mean/median/SD)."""
+    """Per-well CSVs: the profile (pycytominer aggregate: median per feature) and the summary (counts, mean/median/SD),
+    both with the well's QC columns (pixel QC of the image, seam QC of the final labels' blocks)."""
     input:
         objects="results/{plate}/{well}/objects.parquet",
         image="results/{plate}/{well}/image.zarr",
+        labels=final_labels,
     output:
         profile="results/{plate}/wells/{well}.csv",
         summary="results/{plate}/wells/{well}_summary.csv",

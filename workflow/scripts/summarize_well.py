@@ -4,4 +4,4 @@ from plateseg.pipeline.measure import well_summary
 
 setup_logging(snakemake.log[0])
 well_summary(snakemake.input.objects, snakemake.input.image, snakemake.output.profile, snakemake.output.summary,
-             snakemake.params.metadata)
+             snakemake.params.metadata, snakemake.input.labels)

@@ -12,6 +12,9 @@ Layout of a label store (``labels.zarr``, ``classical.zarr``, ...)::
     labels.zarr/<field>/labels/nuclei/   multiscale image-label, axes (y, x), uint32
     labels.zarr/<field>/labels/nuclei/0  chunks (tile, tile)
 
+A label store written block by block records per field, in its attrs, its blocks, the objects kept whole
+across a block seam and those larger than the halo (``plateseg.blocks``, :func:`record_blocks`).
+
 The ``labels`` group of a field can be copied into ``image.zarr/<field>/`` to view image and
 labels together in napari.
 """
@@ -38,6 +41,8 @@ __all__ = [
     "read_labels",
     "open_labels",
     "label_fields",
+    "record_blocks",
+    "block_record",
 ]
 
 log = logging.getLogger(__name__)
@@ -266,3 +271,35 @@ def open_labels(path, field: int) -> zarr.Array:
 def read_labels(path, field: int) -> np.ndarray:
     """The uint32 label image of one field of a label store."""
     return open_labels(path, field)[...]
+
+
+def record_blocks(path, counts: Mapping[int, Mapping]) -> None:
+    """Record in a label store's attrs (``plateseg.blocks``) how each field was labelled block by block.
+
+    ``counts`` is field -> ``{"objects", "blocks", "on_seams", "cut_by_halo"}``
+    (:func:`plateseg.tiling.instances.seam_counts` and the field's number of objects); the store's other
+    ``plateseg`` attrs are kept. Read back by :func:`block_record`.
+    """
+    root = zarr.open_group(str(path), mode="r+")
+    plateseg = dict(root.attrs.get("plateseg", {}))
+    root.attrs.update({"plateseg": {**plateseg, "blocks": {str(int(f)): dict(v) for f, v in counts.items()}}})
+
+
+def block_record(path) -> dict[int, dict] | None:
+    """field -> ``{"objects", "blocks", "on_seams", "cut_by_halo"}`` recorded by :func:`record_blocks` in a label
+    store, or None when the store has no record (its labels were not made by the blockwise labelling, e.g.
+    Mask R-CNN's, inferred tile by tile).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> write_well_labels(d / "labels.zarr", {1: np.zeros((8, 8), np.uint32)}, tile_size=4)
+    >>> block_record(d / "labels.zarr") is None
+    True
+    >>> record_blocks(d / "labels.zarr", {1: {"objects": 0, "blocks": 1, "on_seams": 0, "cut_by_halo": 0}})
+    >>> block_record(d / "labels.zarr")
+    {1: {'objects': 0, 'blocks': 1, 'on_seams': 0, 'cut_by_halo': 0}}
+    """
+    blocks = zarr.open_group(str(path), mode="r").attrs.get("plateseg", {}).get("blocks")
+    return None if blocks is None else {int(f): dict(v) for f, v in blocks.items()}

@@ -18,6 +18,8 @@ __all__ = ["plate_grid", "qc_flags", "plate_heatmaps", "importance_figure", "ENG
 # per-well QC columns of the summary (plateseg.measure.summarize) and how a flagged well is marked
 QC_COLUMNS = {"Metadata_QC_EmptyFields": "empty", "Metadata_QC_SaturatedFields": "saturated"}
 QC_WELL_COLUMNS = {"Metadata_QC_LowPredictedIoU": "mean predicted IoU low for the plate"}
+# per-well counts of nuclei that flag a well (the seam QC of the summary; raise tiling.block_halo)
+QC_NUCLEI_COLUMNS = {"Metadata_QC_NucleiLargerThanHalo": "larger than the block halo"}
 
 log = logging.getLogger(__name__)
 
@@ -51,11 +53,15 @@ def qc_flags(summary: pd.DataFrame) -> dict:
     {'A02': '1 empty field, 2 saturated fields'}
     >>> qc_flags(df.assign(Metadata_QC_LowPredictedIoU=[1, 0]))["A01"]
     'mean predicted IoU low for the plate'
+    >>> qc_flags(df.assign(Metadata_QC_NucleiLargerThanHalo=[3, 0]))["A01"]
+    '3 nuclei larger than the block halo'
     """
     flags = {}
     for r in summary.to_dict("records"):
         parts = [f"{int(r[c])} {name} field{'s' if int(r[c]) != 1 else ''}" for c, name in QC_COLUMNS.items()
                  if c in r and pd.notna(r[c]) and int(r[c]) > 0]
+        parts += [f"{int(r[c])} nucle{'us' if int(r[c]) == 1 else 'i'} {text}" for c, text in QC_NUCLEI_COLUMNS.items()
+                  if c in r and pd.notna(r[c]) and int(r[c]) > 0]
         parts += [text for c, text in QC_WELL_COLUMNS.items() if c in r and pd.notna(r[c]) and int(r[c]) > 0]
         if parts:
             flags[r["Metadata_Well"]] = ", ".join(parts)

@@ -7,6 +7,19 @@ A well's **summary** is CellProfiler's per-image aggregate: ``Count_Nuclei`` (an
 feature its mean, median and standard deviation (``Mean_<feature>``, ``Median_<feature>``,
 ``StDev_<feature>``, e.g. ``Mean_Nuclei_AreaShape_Area``). Both carry the well's ``Metadata_QC_*`` and, for
 the ensemble, ``Metadata_Ensemble_*`` columns.
+
+The well's QC columns (the seam ones, :data:`SEAM_COLUMNS`, from the final label store's record of its
+blocks, :func:`plateseg.io.ngff.block_record`, summed over the well's fields):
+
+- ``Metadata_QC_EmptyFields``, ``Metadata_QC_SaturatedFields``: fields with an empty or a saturated plane;
+- ``Metadata_QC_Blocks``: blocks the fields were labelled in (a field no larger than ``tiling.block_size`` is 1);
+- ``Metadata_QC_NucleiAcrossSeams``: nuclei that cross a block seam, kept whole by the block holding their centroid;
+- ``Metadata_QC_NucleiLargerThanHalo``: nuclei reaching their block window's outer edge, larger than
+  ``tiling.block_halo`` allows (they may be cut: raise the halo);
+- ``Metadata_QC_LowPredictedIoU`` (plate tables, ensemble): see :func:`flag_low_quality`.
+
+The seam columns are 0 for fields labelled whole, and empty (NaN) for a label store that records no blocks
+(Mask R-CNN's labels, inferred tile by tile).
 """
 from __future__ import annotations
 
@@ -17,9 +30,40 @@ import pandas as pd
 
 log = logging.getLogger(__name__)
 
-__all__ = ["feature_columns", "profile_features", "well_profile", "summarize_well", "plate_summary", "flag_low_quality"]
+__all__ = ["SEAM_COLUMNS", "feature_columns", "profile_features", "seam_qc", "well_profile", "summarize_well",
+           "plate_summary", "flag_low_quality"]
 
 COMPARTMENTS = ("Nuclei_", "Cells_", "Cytoplasm_")
+
+# per-well seam QC column -> the key of a field's record in the label store (plateseg.io.ngff.block_record)
+SEAM_COLUMNS = {"Metadata_QC_Blocks": "blocks", "Metadata_QC_NucleiAcrossSeams": "on_seams",
+                "Metadata_QC_NucleiLargerThanHalo": "cut_by_halo"}
+
+
+def seam_qc(blocks: dict | None) -> dict:
+    """The well's seam QC columns (:data:`SEAM_COLUMNS`): a label store's block record summed over its fields.
+
+    Parameters
+    ----------
+    blocks : dict or None
+        field -> ``{"blocks", "on_seams", "cut_by_halo", ...}`` (:func:`plateseg.io.ngff.block_record`); None
+        for a label store without a record (every column NaN).
+
+    Returns
+    -------
+    dict
+        ``Metadata_QC_Blocks``, ``Metadata_QC_NucleiAcrossSeams``, ``Metadata_QC_NucleiLargerThanHalo``.
+
+    Examples
+    --------
+    >>> seam_qc({1: {"blocks": 4, "on_seams": 9, "cut_by_halo": 1}, 2: {"blocks": 1, "on_seams": 0, "cut_by_halo": 0}})
+    {'Metadata_QC_Blocks': 5, 'Metadata_QC_NucleiAcrossSeams': 9, 'Metadata_QC_NucleiLargerThanHalo': 1}
+    >>> seam_qc(None)["Metadata_QC_Blocks"]
+    nan
+    """
+    if blocks is None:
+        return {c: np.nan for c in SEAM_COLUMNS}
+    return {c: int(sum(int(v[key]) for v in blocks.values())) for c, key in SEAM_COLUMNS.items()}
 
 
 def profile_features(objects: pd.DataFrame) -> list[str]:
@@ -34,11 +78,12 @@ def feature_columns(objects: pd.DataFrame) -> list[str]:
             if not any(k in c for k in ("_Location_", "_Parent_", "_Children_")) and pd.api.types.is_numeric_dtype(objects[c])]
 
 
-def _well_metadata(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None) -> dict:
+def _well_metadata(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None, blocks: dict | None) -> dict:
     row: dict = dict(metadata)
     row["Metadata_FieldCount"] = int(n_fields)
     for flag in ("empty", "saturated"):
         row[f"Metadata_QC_{flag.capitalize()}Fields"] = len({int(f) for f, _ in (qc or {}).get(flag, [])})
+    row.update(seam_qc(blocks))
     if "Metadata_Ensemble_Source" in objects.columns:
         n = len(objects)
         row["Metadata_Ensemble_FractionUNet"] = float((objects["Metadata_Ensemble_Source"] == "unet").mean()) if n else np.nan
@@ -46,12 +91,13 @@ def _well_metadata(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dic
     return row
 
 
-def well_profile(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None = None) -> pd.DataFrame:
+def well_profile(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None = None,
+                 blocks: dict | None = None) -> pd.DataFrame:
     """The well's profile row: ``pycytominer.aggregate`` (median) of its objects, with the well's metadata.
 
     Parameters
     ----------
-    objects, metadata, n_fields, qc
+    objects, metadata, n_fields, qc, blocks
         As for :func:`summarize_well`.
 
     Returns
@@ -70,14 +116,15 @@ def well_profile(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict 
     [['A01', 3, 20.0]]
     """
     row = {**dict(metadata), "Metadata_Object_Count": int(len(objects))}
-    row.update(_well_metadata(objects, {}, n_fields, qc))
+    row.update(_well_metadata(objects, {}, n_fields, qc, blocks))
     for c in profile_features(objects):
         row[c] = float(objects[c].astype(float).median()) if len(objects) else np.nan
     log.info("%s: profile of %d nuclei, %d features", metadata, len(objects), len(profile_features(objects)))
     return pd.DataFrame([row])
 
 
-def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None = None) -> pd.DataFrame:
+def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dict | None = None,
+                   blocks: dict | None = None) -> pd.DataFrame:
     """One summary row for a well.
 
     Parameters
@@ -91,6 +138,9 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dic
     qc : dict, optional
         Pixel QC of the ingest (``{"empty": [[field, channel], ...], "saturated": [...]}``):
         ``Metadata_QC_EmptyFields`` / ``Metadata_QC_SaturatedFields`` count the fields with such a plane.
+    blocks : dict, optional
+        The final label store's block record (:func:`plateseg.io.ngff.block_record`): the seam QC columns
+        (:func:`seam_qc`, NaN without it).
 
     Examples
     --------
@@ -100,8 +150,11 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dic
     (3, 20.0)
     >>> summarize_well(obj, {}, 2, qc={"empty": [[2, "DNA"], [2, "Marker"]]})["Metadata_QC_EmptyFields"].iloc[0]
     np.int64(1)
+    >>> seams = {1: {"blocks": 4, "on_seams": 3, "cut_by_halo": 0}, 2: {"blocks": 4, "on_seams": 5, "cut_by_halo": 0}}
+    >>> summarize_well(obj, {}, 2, blocks=seams)[["Metadata_QC_Blocks", "Metadata_QC_NucleiAcrossSeams"]].values.tolist()
+    [[8, 8]]
     """
-    row = _well_metadata(objects, metadata, n_fields, qc)
+    row = _well_metadata(objects, metadata, n_fields, qc, blocks)
     row["Count_Nuclei"] = int(len(objects))
     row["Count_Nuclei_PerField"] = len(objects) / n_fields if n_fields else np.nan
     feats = feature_columns(objects)

@@ -7,12 +7,10 @@ import logging
 import time
 
 import numpy as np
-import zarr
 
 from plateseg.io.files import atomic_path, rate_text
-from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field
-from plateseg.tiling.grid import tile_grid
-from plateseg.tiling.instances import tiled_labels
+from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field, record_blocks
+from plateseg.tiling.instances import seam_counts, seam_note, tiled_labels
 
 __all__ = ["segment_well"]
 
@@ -38,7 +36,8 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
         field -> ``{"objects", "blocks", "on_seams", "cut_by_halo"}``: objects found, blocks, objects
         crossing a block seam (kept whole by their owner) and objects touching their window's outer
         edge (larger than the halo allows; they may be cut) -- also in the store's attrs
-        (``plateseg.blocks``) and logged.
+        (``plateseg.blocks``, :func:`plateseg.io.ngff.block_record`; the per-well QC columns
+        ``Metadata_QC_Blocks``, ``Metadata_QC_NucleiAcrossSeams``, ``Metadata_QC_NucleiLargerThanHalo``) and logged.
     """
     fields = list_fields(source)
     shapes = field_shapes(source)
@@ -55,30 +54,16 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
             if blockwise:
                 _, table = tiled_labels(label, lambda sl: arr[(slice(None),) + tuple(sl)], (h, w), int(block_size),
                                         int(halo), out=target, log=log)
-                stats[field] = {"objects": len(table), "blocks": len(tile_grid((h, w), int(block_size), int(halo))),
-                                "on_seams": _on_seams(table, int(block_size)),
-                                "cut_by_halo": int(table["cut_by_halo"].sum())}
+                stats[field] = {"objects": len(table), **seam_counts(table, (h, w), int(block_size), int(halo))}
             else:
                 labels = np.asarray(label(arr[...], (0, 0)))
                 target[...] = labels.astype(np.uint32, copy=False)
-                stats[field] = {"objects": int(len(np.unique(labels)) - (labels.min() == 0)), "blocks": 1,
-                                "on_seams": 0, "cut_by_halo": 0}
+                stats[field] = {"objects": int(len(np.unique(labels)) - (labels.min() == 0)),
+                                **seam_counts(None, (h, w), block_size, halo)}
             st = stats[field]
             log.info("field %d (%d/%d): %d nuclei%s, %s%s", field, i, len(fields), st["objects"],
                      f" ({describe})" if describe else "", rate_text(h * w, time.perf_counter() - t0),
-                     f"; {st['blocks']} blocks of {block_size} px (halo {halo}): {st['on_seams']} objects across "
-                     f"a seam, {st['cut_by_halo']} larger than the halo" if blockwise else "")
-            if st["cut_by_halo"]:
-                log.warning("field %d: %d objects reach their block window's outer edge (larger than the halo "
-                            "%d px allows; they may be cut): raise tiling.block_halo", field, st["cut_by_halo"], halo)
-        root = zarr.open_group(str(tmp), mode="r+")
-        root.attrs.update({"plateseg": {**dict(attrs or {}), "blocks": {str(f): v for f, v in stats.items()}}})
+                     seam_note(field, st, block_size, halo, log))
+        record_blocks(tmp, stats)
     return stats
 
-
-def _on_seams(table, block_size: int) -> int:
-    """Objects of a :func:`plateseg.tiling.instances.tiled_labels` table whose box crosses their block's core."""
-    y0, x0 = table["tile_row"] * block_size, table["tile_col"] * block_size
-    crosses = ((table["y0"] < y0) | (table["y1"] > y0 + block_size)
-               | (table["x0"] < x0) | (table["x1"] > x0 + block_size))
-    return int(crosses.sum())

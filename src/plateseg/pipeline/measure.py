@@ -58,7 +58,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
     return objects
 
 
-def well_summary(objects, image, profile_out, summary_out, metadata: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def well_summary(objects, image, profile_out, summary_out, metadata: dict,
+                 labels=None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Rule summarize_well: the well's profile and summary rows (:mod:`plateseg.measure.summarize`).
 
     Parameters
@@ -72,6 +73,10 @@ def well_summary(objects, image, profile_out, summary_out, metadata: dict) -> tu
         (:func:`~plateseg.measure.summarize.summarize_well`), CSV.
     metadata : dict
         ``Metadata_*`` values of the well.
+    labels : path-like, optional
+        The well's final label store: its record of the blocks each field was labelled in gives the seam QC
+        columns ``Metadata_QC_Blocks``, ``Metadata_QC_NucleiAcrossSeams``, ``Metadata_QC_NucleiLargerThanHalo``
+        (:func:`~plateseg.measure.summarize.seam_qc`; NaN without a store or a record).
 
     Returns
     -------
@@ -81,16 +86,21 @@ def well_summary(objects, image, profile_out, summary_out, metadata: dict) -> tu
     Examples
     --------
     well_summary("results/P/A01/objects.parquet", "results/P/A01/image.zarr", "results/P/wells/A01.csv",
-                 "results/P/wells/A01_summary.csv", {"Metadata_Well": "A01"})
+                 "results/P/wells/A01_summary.csv", {"Metadata_Well": "A01"}, "results/P/A01/ensemble.zarr")
     """
     import zarr
 
-    from plateseg.io.ngff import list_fields
-    from plateseg.measure.summarize import summarize_well, well_profile
+    from plateseg.io.ngff import block_record, list_fields
+    from plateseg.measure.summarize import SEAM_COLUMNS, seam_qc, summarize_well, well_profile
 
     qc = dict(zarr.open_group(str(image), mode="r").attrs).get("plateseg_qc", {})
+    blocks = None if labels is None else block_record(labels)
+    if labels is not None and blocks is None:
+        log.info("%s records no blocks: %s are empty", labels, ", ".join(SEAM_COLUMNS))
+    log.info("seam QC: %s", seam_qc(blocks))
     table, n_fields = read_table(objects), len(list_fields(image))
-    rows = well_profile(table, dict(metadata), n_fields, qc), summarize_well(table, dict(metadata), n_fields, qc)
+    rows = (well_profile(table, dict(metadata), n_fields, qc, blocks),
+            summarize_well(table, dict(metadata), n_fields, qc, blocks))
     for row, out in zip(rows, (profile_out, summary_out)):
         write_table(row, out)
     return rows

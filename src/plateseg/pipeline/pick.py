@@ -32,7 +32,9 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
         The picker file.
     labels_out, picks_out : path-like
         Outputs: the ensemble label store and the picks table (``field`` and the columns of
-        :func:`plateseg.ensemble.pick.pick`).
+        :func:`plateseg.ensemble.pick.pick`). The label store records per field its blocks, nuclei kept whole
+        across a block seam and nuclei larger than the halo (``plateseg.blocks``,
+        :func:`plateseg.io.ngff.record_blocks`), as the other blockwise label stores do.
     min_iou, nms_iou : float
         As :func:`plateseg.ensemble.pick.pick`.
     tile_size : int
@@ -58,7 +60,8 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     from plateseg.ensemble.pick import ensemble_field
     from plateseg.ensemble.picker import Picker
     from plateseg.io.files import atomic_path
-    from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field, open_labels
+    from plateseg.io.ngff import create_well_labels, field_shapes, list_fields, open_field, open_labels, record_blocks
+    from plateseg.tiling.instances import seam_counts, seam_note
 
     model = Picker.load(picker)
     detections = read_table(maskrcnn_table)
@@ -66,7 +69,7 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     scales = stored_scales(maps)
     shapes = field_shapes(maps)
     attrs = {"method": "ensemble", "min_iou": min_iou, "nms_iou": nms_iou, "picker": str(picker)}
-    picks = []
+    picks, blocks = [], {}
     with atomic_path(labels_out) as tmp:
         targets = create_well_labels(tmp, shapes, tile_size=tile_size, pixel_size=pixel_size, attrs=attrs)
         for i, field in enumerate(fields, start=1):
@@ -80,21 +83,28 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
                 out, table = ensemble_field({k: v[...] for k, v in engines.items()}, model,
                                             field_maps[...].astype(np.float32), **kw)
                 targets[field][...] = out
+                counts = seam_counts(None, shapes[field], block_size, halo)
             else:
-                table = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw)
+                table, owned = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw)
+                counts = seam_counts(owned, shapes[field], int(block_size), int(halo))
+            blocks[field] = {"objects": len(table), **counts}
             table.insert(0, "field", np.int64(field))
             picks.append(table)
-            log.info("field %d (%d/%d): %d candidates kept (%d U-Net, %d Mask R-CNN), %s", field, i, len(fields),
+            log.info("field %d (%d/%d): %d candidates kept (%d U-Net, %d Mask R-CNN), %s%s", field, i, len(fields),
                      len(table), int((table["engine"] == "unet").sum()), int((table["engine"] == "maskrcnn").sum()),
-                     rate_text(int(np.prod(shapes[field])), time.perf_counter() - t0))
+                     rate_text(int(np.prod(shapes[field])), time.perf_counter() - t0),
+                     seam_note(field, counts, block_size, halo, log))
+        record_blocks(tmp, blocks)
     table = pd.concat(picks, ignore_index=True)
     write_table(table, picks_out)
     return table
 
 
-def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo: int, kw: dict) -> pd.DataFrame:
+def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo: int,
+                 kw: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The ensemble of one large field block by block (each kept nucleus owned by the block holding its centroid,
-    the field-level features from the whole field); writes ``target`` and returns the picks table."""
+    the field-level features from the whole field); writes ``target`` and returns the picks table and the
+    :func:`plateseg.tiling.instances.tiled_labels` table of the kept nuclei (for their seam counts)."""
     from plateseg.ensemble.features import field_statistics
     from plateseg.ensemble.pick import ensemble_field
     from plateseg.tiling.grid import tile_grid
@@ -118,4 +128,4 @@ def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo
     table = pd.DataFrame(rows).reset_index(drop=True)
     table.insert(0, "label", owned["label"].to_numpy(np.int64))
     table["area"] = owned["area"].to_numpy(np.int64)
-    return table
+    return table, owned

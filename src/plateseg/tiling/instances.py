@@ -34,7 +34,7 @@ from scipy import ndimage as ndi
 from plateseg.labels import mask_box, paint_instances
 from plateseg.tiling.grid import Tile, TileSchedule, owned_by_tile
 
-__all__ = ["TABLE_COLUMNS", "tiled_instances", "tiled_labels"]
+__all__ = ["TABLE_COLUMNS", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
 
 log = logging.getLogger(__name__)
 
@@ -274,3 +274,65 @@ def _relabel_blocks(out, table: pd.DataFrame, shape, block_size):
     table = table[table["label"].astype(np.uint64).isin(present)].copy()
     table["label"] = (np.searchsorted(present, table["label"].to_numpy(np.uint64)) + 1).astype(np.uint32)
     return out, table.reset_index(drop=True)
+
+
+def seam_counts(table: pd.DataFrame | None, shape, block_size: int, halo: int) -> dict:
+    """Seam QC of one field: its blocks, the objects kept whole across a block seam, those larger than the halo.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame or None
+        The :func:`tiled_labels` table of a field labelled block by block (``tile_row``, ``tile_col``, the box
+        ``y0, x0, y1, x1`` in field pixels, ``cut_by_halo``), or None for a field labelled whole (one window:
+        1 block, no seam, nothing cut by a halo).
+    shape : tuple of int
+        The field's ``(h, w)``.
+    block_size, halo : int
+        Block edge and context, as given to :func:`tiled_labels`.
+
+    Returns
+    -------
+    dict
+        ``{"blocks", "on_seams", "cut_by_halo"}``: the number of blocks, of objects whose box crosses their
+        owning block's core (kept whole by that block, across a seam) and of objects touching their window's
+        outer edge (larger than the halo allows; they may be cut).
+
+    Examples
+    --------
+    >>> from skimage.measure import label
+    >>> img = np.zeros((1, 16, 32)); img[0, 4:10, 10:18] = 1; img[0, 2:4, 26:30] = 1
+    >>> _, tab = tiled_labels(lambda w, origin: label(w[0] > 0.5), lambda s: img[(slice(None),) + s], img.shape,
+    ...                       16, 8)
+    >>> seam_counts(tab, (16, 32), 16, 8)
+    {'blocks': 2, 'on_seams': 1, 'cut_by_halo': 0}
+    >>> seam_counts(None, (16, 32), 64, 8)
+    {'blocks': 1, 'on_seams': 0, 'cut_by_halo': 0}
+    """
+    from plateseg.tiling.grid import tile_grid
+
+    if table is None:
+        return {"blocks": 1, "on_seams": 0, "cut_by_halo": 0}
+    y0, x0 = table["tile_row"] * block_size, table["tile_col"] * block_size
+    crosses = ((table["y0"] < y0) | (table["y1"] > y0 + block_size)
+               | (table["x0"] < x0) | (table["x1"] > x0 + block_size))
+    return {"blocks": len(tile_grid(tuple(shape)[-2:], int(block_size), int(halo))), "on_seams": int(crosses.sum()),
+            "cut_by_halo": int(table["cut_by_halo"].sum())}
+
+
+def seam_note(field: int, counts: dict, block_size: int, halo: int, logger: logging.Logger | None = None) -> str:
+    """The log text of a field's :func:`seam_counts` (``""`` for a field labelled whole); warns on ``logger`` when
+    objects are larger than the halo.
+
+    Examples
+    --------
+    >>> seam_note(1, {"blocks": 4, "on_seams": 7, "cut_by_halo": 0}, 128, 32)
+    '; 4 blocks of 128 px (halo 32): 7 objects across a seam, 0 larger than the halo'
+    """
+    if counts["cut_by_halo"]:
+        (logger or log).warning(
+            "field %d: %d objects reach their block window's outer edge (larger than the halo %d px allows; they "
+            "may be cut): raise tiling.block_halo", field, counts["cut_by_halo"], halo)
+    if counts["blocks"] <= 1:
+        return ""
+    return (f"; {counts['blocks']} blocks of {block_size} px (halo {halo}): {counts['on_seams']} objects across a "
+            f"seam, {counts['cut_by_halo']} larger than the halo")
