@@ -82,3 +82,51 @@ def test_candidate_features_of_a_zoomed_field_are_in_the_model_pixels():
         assert np.allclose(converted[f], at_model[f], rtol=tol), f
     assert (raw["area"] > 3 * at_model["area"]).all()  # unconverted they would be off by 4x
     assert isinstance(converted, pd.DataFrame)
+
+
+class _RecordedField:
+    """A field (numpy array) that records the height x width of every window read from it."""
+
+    def __init__(self, arr):
+        self.arr, self.shape, self.dtype, self.reads = arr, arr.shape, arr.dtype, []
+
+    def __getitem__(self, key):
+        out = np.asarray(self.arr[key])
+        self.reads.append(int(np.prod(out.shape[-2:])))
+        return out
+
+
+@pytest.mark.parametrize("name", ["unet", "maskrcnn"])
+def test_a_zoomed_field_is_read_window_by_window_and_its_outputs_are_in_field_pixels(name, request):
+    """Inference at zoom 0.5 on a field shown 2x larger reads only windows of the model's tile and halo in the
+    field's pixels (never a zoomed copy of the field) and gives what the model gives on the field at its own
+    scale, resized to the field."""
+    from plateseg.engines import maskrcnn, unet
+    from plateseg.engines.scale import field_tiling
+    from conftest import make_blobs
+
+    module = {"unet": unet, "maskrcnn": maskrcnn}[name]
+    model = request.getfixturevalue(f"{name}_trained")[0]
+    meta = module.checkpoint_meta(request.getfixturevalue(f"{name}_tiny"))
+    small, _ = make_blobs(7, shape=(96, 96))
+    big = np.repeat(np.repeat(small, 2, axis=1), 2, axis=2)  # the same field, 2x larger
+    field = _RecordedField(big)
+    tile, halo = 32, 8
+    ftile, fhalo = field_tiling(tile, halo, 0.5)
+    assert (ftile, fhalo) == (64, 16)
+    kwargs = dict(tile_size=tile, halo=halo, batch_size=2, device="cpu", stats_max_pixels=1024)
+    if name == "unet":
+        zoomed = unet.predict_maps(model, meta, field, zoom=0.5, **kwargs)
+        native = resize_maps(unet.predict_maps(model, meta, small, **kwargs), big.shape[-2:])
+        assert zoomed.shape == native.shape == (len(meta["heads"]),) + big.shape[-2:]
+        assert float(np.abs(zoomed - native).mean()) < 0.05
+    else:
+        kwargs["score_threshold"] = 0.05  # a model trained for seconds: low scores
+        zoomed, table = maskrcnn.predict_instances(model, meta, field, zoom=0.5, **kwargs)
+        native = resize_labels(maskrcnn.predict_instances(model, meta, small, **kwargs)[0], big.shape[-2:])
+        assert zoomed.shape == big.shape[-2:] and zoomed.max() > 0
+        assert table["centroid_y"].max() > small.shape[-2]  # the table is in field pixels
+        both, either = ((native > 0) & (zoomed > 0)).sum(), ((native > 0) | (zoomed > 0)).sum()
+        assert both / either > 0.8, both / either  # the same masks (this model's instances are weak)
+    window = (ftile + 2 * fhalo) ** 2
+    assert max(field.reads) <= max(window, 1024) < big.shape[-1] * big.shape[-2]

@@ -472,7 +472,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
                       mask_threshold: float = 0.5, min_area: int = 1, start: int = 0,
                       on_tile_written=None, channels=None, norm_range=None,
                       stats_max_pixels: int = 1 << 24, out=None, relabel: bool | None = None,
-                      id_stride: int | None = None):
+                      id_stride: int | None = None, zoom: float = 1.0):
     """Instance labels and a table of a whole field, predicted tile by tile.
 
     Parameters
@@ -516,6 +516,12 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         resume), and the caller relabels at the end, chunk by chunk, with the whole table.
     id_stride : int, optional
         Default: the next power of two above the model's ``box_detections_per_img``.
+    zoom : float
+        The model sees the field zoomed by ``zoom`` (its training scale, :func:`plateseg.engines.scale.scale_factor`):
+        ``tile_size``, ``halo`` and ``min_area`` are then the model's pixels; the field is read in windows of
+        :func:`plateseg.engines.scale.field_tiling`, each zoomed, and the masks resized back
+        (:func:`plateseg.engines.scale.zoomed_masks`): labels and table are in the field's pixels and no zoomed
+        copy of the field is made.
 
     Returns
     -------
@@ -548,6 +554,12 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
             res.append((masks.cpu().numpy(), o["scores"][keep].float().cpu().numpy()))
         return res
 
+    if zoom != 1.0:
+        from plateseg.engines.scale import field_tiling, zoomed_masks
+
+        detect_fn = zoomed_masks(detect_fn, zoom)
+        tile_size, halo = field_tiling(tile_size, halo, zoom)
+        min_area = max(1, int(round(min_area / zoom ** 2)))
     if id_stride is None:
         id_stride = default_id_stride(meta)
     if tile_size is None:

@@ -4,8 +4,10 @@ A model learns nuclei of the sizes it was trained on. Its checkpoint records the
 the median nucleus diameter of its training objects (``nucleus_diameter``, pixels), the 5th-95th percentiles of
 its training images' median diameters (``nucleus_diameter_range``), its pixel size when known (``pixel_size``),
 and the zoom range of its scale augmentation (``params.scale_range``); together (:func:`model_scale`) they give
-the diameters it covers. A field whose nuclei lie outside is zoomed by :func:`scale_factor` before inference and
-the engine's outputs are resized back to the field (:func:`resize_maps`, :func:`resize_labels`), so every label
+the diameters it covers. A field whose nuclei lie outside is zoomed by :func:`scale_factor` before inference,
+window by window: the engines read the field in windows of the model's tile and halo in field pixels
+(:func:`field_tiling`), zoom each window to the model's scale and resize the model's outputs back to the window
+(:func:`zoomed_maps`, :func:`zoomed_masks`), so no zoomed copy of a whole field is ever made and every label
 image, table and measurement stays in the field's own pixels. Pixel thresholds of the steps after inference
 (minimum areas, peak distances) are in the model's pixels; :func:`scaled_watershed` converts them.
 
@@ -21,7 +23,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "read_scales",
-           "stored_scales", "zoom_image", "resize_maps", "resize_labels", "scaled_watershed"]
+           "stored_scales", "zoom_image", "resize_maps", "resize_labels", "field_tiling", "zoomed_maps", "zoomed_masks",
+           "scaled_watershed"]
 
 # zoom range a model is taken to cover when its checkpoint records none (the engines' default augmentation)
 DEFAULT_COVERED = (0.8, 1.25)
@@ -178,6 +181,83 @@ def resize_labels(labels, shape) -> np.ndarray:
 
     lab = np.asarray(labels)
     return resize(lab, tuple(shape), order=0, anti_aliasing=False, preserve_range=True).astype(lab.dtype)
+
+
+def field_tiling(tile_size, halo, factor: float):
+    """Tile core and halo in the field's pixels for a model that sees the field zoomed by ``factor``:
+    ``tile_size`` and ``halo`` are the model's (its window and context stay the same in its own pixels).
+    ``tile_size`` may be an int, a pair or None (one tile).
+
+    Examples
+    --------
+    >>> field_tiling(256, 64, 0.5), field_tiling((256, 128), 32, 2.0), field_tiling(None, 32, 1.0)
+    ((512, 128), ((128, 64), 16), (None, 32))
+    """
+    if factor == 1.0:
+        return tile_size, halo
+
+    def field(n):
+        return max(1, int(round(int(n) / factor)))
+
+    tiles = None if tile_size is None else (field(tile_size) if np.ndim(tile_size) == 0 else
+                                            tuple(field(t) for t in tile_size))
+    return tiles, field(halo)
+
+
+def zoomed_maps(predict_fn, factor: float):
+    """``predict_fn`` (a ``(n, c, H, W)`` batch of field windows -> ``(n, k, H, W)`` maps) run on the windows
+    zoomed by ``factor`` (:func:`zoom_image`), its maps resized back to the windows (:func:`resize_maps`).
+
+    Examples
+    --------
+    >>> fn = zoomed_maps(lambda b: b[:, :1] * 2, 0.5)
+    >>> out = fn(np.ones((2, 1, 8, 12), np.float32))
+    >>> out.shape, float(out.min()), float(out.max())
+    ((2, 1, 8, 12), 2.0, 2.0)
+    """
+    if factor == 1.0:
+        return predict_fn
+
+    def fn(batch):
+        batch = np.asarray(batch, np.float32)
+        size = batch.shape[-2:]
+        maps = np.asarray(predict_fn(np.stack([zoom_image(window, factor) for window in batch])))
+        return np.stack([resize_maps(m, size) for m in maps])
+
+    return fn
+
+
+def zoomed_masks(detect_fn, factor: float):
+    """``detect_fn`` (a list of ``(c, H, W)`` field windows -> per window ``(masks (N, H, W) bool, scores)``)
+    run on the windows zoomed by ``factor``, its masks resized back to the windows by nearest neighbour.
+
+    Examples
+    --------
+    >>> def detect(windows):
+    ...     return [(w[:1] > 0.5, np.ones(1)) for w in windows]
+    >>> img = np.zeros((1, 8, 8)); img[0, 2:6, 2:6] = 1
+    >>> masks, scores = zoomed_masks(detect, 2.0)([img])[0]
+    >>> masks.shape, int(masks.sum())
+    ((1, 8, 8), 16)
+    """
+    if factor == 1.0:
+        return detect_fn
+
+    def fn(windows):
+        windows = list(windows)
+        found = detect_fn([zoom_image(window, factor) for window in windows])
+        out = []
+        for (masks, scores), window in zip(found, windows):
+            size = np.asarray(window).shape[-2:]
+            masks = np.asarray(masks)
+            if len(masks):
+                masks = resize_labels(masks.astype(np.uint8), (len(masks),) + tuple(size)).astype(bool)
+            else:
+                masks = np.zeros((0,) + tuple(size), bool)
+            out.append((masks, scores))
+        return out
+
+    return fn
 
 
 def scaled_watershed(settings: dict, factor: float) -> dict:

@@ -415,7 +415,8 @@ save_checkpoint, load_checkpoint = checkpoint_io(
 def predict_maps(model: torch.nn.Module, meta: dict, image, tile_size=256, halo: int = 32,
                  batch_size: int = 4, device=None, *, out=None, start: int = 0,
                  on_tile_written: Callable[[Tile], None] | None = None, channels=None,
-                 norm_range=None, stats_max_pixels: int = 1 << 24, trim: int | None = None):
+                 norm_range=None, stats_max_pixels: int = 1 << 24, trim: int | None = None,
+                 zoom: float = 1.0):
     """Per-pixel probability maps of a whole field, predicted tile by tile.
 
     Parameters
@@ -450,6 +451,12 @@ def predict_maps(model: torch.nn.Module, meta: dict, image, tile_size=256, halo:
         default ``halo // 2``: the taper covers the inner half of the halo. (A CNN's output
         is least reliable near its window edge; on a small test U-Net, trimming half the halo
         halved the tiled-vs-untiled difference compared with blending over the whole halo.)
+    zoom : float
+        The model sees the field zoomed by ``zoom`` (its training scale, :func:`plateseg.engines.scale.scale_factor`):
+        ``tile_size`` and ``halo`` are then the model's pixels; the field is read in windows of
+        :func:`plateseg.engines.scale.field_tiling`, each zoomed, and the maps resized back
+        (:func:`plateseg.engines.scale.zoomed_maps`): the maps are in the field's pixels and no zoomed
+        copy of the field is made.
 
     Returns
     -------
@@ -497,6 +504,11 @@ def predict_maps(model: torch.nn.Module, meta: dict, image, tile_size=256, halo:
         prob = torch.sigmoid(logits.float())[..., :H, :W]
         return prob.cpu().numpy()
 
+    if zoom != 1.0:
+        from plateseg.engines.scale import field_tiling, zoomed_maps
+
+        predict_fn = zoomed_maps(predict_fn, zoom)
+        tile_size, halo = field_tiling(tile_size, halo, zoom)
     if tile_size is None:
         tile_size = (h, w)
     if trim is None:

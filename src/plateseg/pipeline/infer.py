@@ -37,6 +37,7 @@ import zarr
 
 from plateseg.io.files import atomic_path, rate_text, remove_path
 from plateseg.io.ngff import channel_names, create_well_image, list_fields, open_field
+from plateseg.engines.scale import field_tiling
 from plateseg.tiling.grid import tile_grid
 
 __all__ = ["partial_path", "maps_fingerprint", "read_progress", "infer_well_maps", "infer_well_instances", "infer_well"]
@@ -133,15 +134,12 @@ def _field_scales(scales, fields) -> dict:
     return {str(f): scales.get(int(f), 1.0) for f in fields}
 
 
-def _zoomed_field(arr, chans, factor, tile_size, halo, log, field):
-    """The channels ``chans`` of field ``arr`` zoomed by ``factor``, and the field's last tile (whose
-    ``written`` marks the field complete)."""
-    from plateseg.engines.scale import zoom_image
-
-    zoomed = zoom_image(np.asarray(arr[chans]), factor)
-    log.info("field %d: zoomed by %.3f to the model's scale (%dx%d -> %dx%d px), predicted whole", field, factor,
-             *arr.shape[-2:], *zoomed.shape[-2:])
-    return zoomed, tile_grid(arr.shape, tile_size, halo)[-1]
+def _zoom_note(log, field, factor, tile_size, halo):
+    """Log that a field is zoomed to the model's scale, and the windows it is read in."""
+    if factor != 1.0:
+        tiles, context = field_tiling(tile_size, halo, factor)
+        log.info("field %d: zoomed by %.3f to the model's scale, window by window (tiles of %s px and a halo of %d "
+                 "px of the field, zoomed to the model's %s + %d)", field, factor, tiles, context, tile_size, halo)
 
 
 def _open_partial(partial: Path, fingerprint: str, fields, create: Callable, log) -> dict:
@@ -162,15 +160,17 @@ def _open_partial(partial: Path, fingerprint: str, fields, create: Callable, log
     return record
 
 
-def _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log):
-    """Run ``predict_field(field, array, start, written)`` on every field from its first unwritten tile.
+def _tile_loop(fields, arrays, tile_size, halo, scales, record, partial, predict_field, model, on_tile_written,
+               log):
+    """Run ``predict_field(field, array, start, written)`` on every field from its first unwritten tile (tiles of
+    the field's pixels: :func:`plateseg.engines.scale.field_tiling` at the field's zoom in ``scales``).
 
     ``written(tile, rows=None)`` (the engines' ``on_tile_written``) saves ``before_progress`` work,
     then the progress record, logs the tile and calls the user's ``on_tile_written(field, tile)``.
     """
     device_name = str(next(model.parameters()).device)
     for i, f in enumerate(fields, start=1):
-        n_tiles = len(tile_grid(arrays[f].shape, tile_size, halo))
+        n_tiles = len(tile_grid(arrays[f].shape, *field_tiling(tile_size, halo, scales[str(f)])))
         start = int(record["next_tile"].get(str(f), 0))
         if start >= n_tiles:
             log.info("field %d (%d/%d): complete", f, i, len(fields))
@@ -223,8 +223,10 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
         Extra metadata stored under ``"plateseg"``.
     scales : dict, optional
         Field -> zoom (:func:`plateseg.engines.scale.read_scales`): a field with a zoom other than 1 is
-        zoomed, predicted whole (resumed per field, not per tile) and its maps resized back to the field; the
-        zooms are stored in the attrs (``scale``) for the steps after inference.
+        read in windows of the model's tile and halo in field pixels, each window zoomed to the model's scale and
+        its maps resized back (:func:`plateseg.engines.unet.predict_maps` ``zoom``; resumable per tile, never a
+        zoomed copy of the whole field); the zooms are stored in the attrs (``scale``) for the steps after
+        inference.
     on_tile_written : callable, optional
         ``on_tile_written(field, tile)`` after a tile's maps and the progress record are written.
     log : logging.Logger, optional
@@ -235,7 +237,6 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     pathlib.Path
         ``out``.
     """
-    from plateseg.engines.scale import resize_maps
     from plateseg.engines.unet import load_checkpoint, predict_maps
 
     log = log or logging.getLogger(__name__)
@@ -243,7 +244,7 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     scales = _field_scales(scales, fields)
     settings = {"channels": chans, "tile_size": int(tile_size), "halo": int(halo), "dtype": str(dtype),
-                "scale": scales}
+                "scale": scales, "zoom": "window"}  # zoomed per window (a partial store zoomed whole is not resumed)
     fingerprint = maps_fingerprint(checkpoint, image, settings)
 
     def create(path):
@@ -261,16 +262,11 @@ def infer_well_maps(image, checkpoint, out, channels=None, tile_size: int | None
     root = zarr.open_group(str(partial), mode="r+")
 
     def predict_field(f, arr, start, written):
-        if scales[str(f)] == 1.0:
-            predict_maps(model, meta, arr, tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
-                         on_tile_written=written, channels=chans)
-            return
-        zoomed, last = _zoomed_field(arr, chans, scales[str(f)], tile_size, halo, log, f)
-        maps = predict_maps(model, meta, zoomed, tile_size, halo, batch_size, channels=list(range(len(chans))))
-        root[f"{f}/0"][...] = resize_maps(maps, arr.shape[-2:]).astype(dtype)
-        written(last)
+        _zoom_note(log, f, scales[str(f)], tile_size, halo)
+        predict_maps(model, meta, arr, tile_size, halo, batch_size, out=root[f"{f}/0"], start=start,
+                     on_tile_written=written, channels=chans, zoom=scales[str(f)])
 
-    _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
+    _tile_loop(fields, arrays, tile_size, halo, scales, record, partial, predict_field, model, on_tile_written, log)
     (partial / PROGRESS).unlink()
     remove_path(out)
     os.replace(partial, out)
@@ -307,8 +303,9 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
         :data:`plateseg.engines.maskrcnn.TABLE_COLUMNS` (``label`` as in ``out``, ``score``, mask box,
         centroid, area before overlap resolution, ``tile``, ``cut_by_halo``).
     channels, tile_size, halo, batch_size, device, pixel_size, attrs, scales, on_tile_written, log
-        As :func:`infer_well_maps`; a zoomed field's labels are resized back by nearest neighbour and its
-        table's boxes, centroids and areas converted to field pixels.
+        As :func:`infer_well_maps`; a zoomed field is read window by window, each window's masks resized back
+        by nearest neighbour (:func:`plateseg.engines.maskrcnn.predict_instances` ``zoom``), so labels and table
+        are in field pixels.
     score_threshold, mask_threshold, min_area
         As :func:`plateseg.engines.maskrcnn.predict_instances` (``min_area`` in the model's pixels).
 
@@ -321,7 +318,6 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
 
     from plateseg.io.files import write_table
     from plateseg.engines.maskrcnn import default_id_stride, load_checkpoint, predict_instances
-    from plateseg.engines.scale import resize_labels
     from plateseg.labels import relabel_instances
     from plateseg.tiling.instances import TABLE_COLUMNS
     from plateseg.io.ngff import create_well_labels
@@ -334,7 +330,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     scales = _field_scales(scales, fields)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
-                "min_area": int(min_area), "id_stride": int(id_stride), "scale": scales}
+                "min_area": int(min_area), "id_stride": int(id_stride), "scale": scales, "zoom": "window"}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
     shapes = {f: tuple(int(a) for a in arrays[f].shape[-2:]) for f in fields}
     store_attrs = {**(attrs or {}), "method": "maskrcnn",
@@ -358,27 +354,13 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
             write_table(rows, rows_dir / f"{f}_{tile.number:06d}.parquet")
             written(tile)
 
-        factor = scales[str(f)]
-        if factor == 1.0:
-            predict_instances(model, meta, arr, tile_size, halo, batch_size, score_threshold=score_threshold,
-                              mask_threshold=mask_threshold, min_area=min_area, start=start,
-                              on_tile_written=save_rows, channels=chans, out=label_array(root, f),
-                              relabel=False, id_stride=id_stride)
-            return
-        zoomed, last = _zoomed_field(arr, chans, factor, tile_size, halo, log, f)
-        labels, rows = predict_instances(model, meta, zoomed, tile_size, halo, batch_size,
-                                         score_threshold=score_threshold, mask_threshold=mask_threshold,
-                                         min_area=min_area, channels=list(range(len(chans))), relabel=False,
-                                         id_stride=id_stride)
-        labels = resize_labels(labels, arr.shape[-2:])
-        label_array(root, f)[...] = labels
-        rows = rows.copy()
-        for c in ("y0", "x0", "y1", "x1", "centroid_y", "centroid_x"):
-            rows[c] = (rows[c] / factor).astype(rows[c].dtype)
-        rows["area"] = np.round(rows["area"] / factor ** 2).astype(rows["area"].dtype)
-        save_rows(last, rows)
+        _zoom_note(log, f, scales[str(f)], tile_size, halo)
+        predict_instances(model, meta, arr, tile_size, halo, batch_size, score_threshold=score_threshold,
+                          mask_threshold=mask_threshold, min_area=min_area, start=start,
+                          on_tile_written=save_rows, channels=chans, out=label_array(root, f),
+                          relabel=False, id_stride=id_stride, zoom=scales[str(f)])
 
-    _tile_loop(fields, arrays, tile_size, halo, record, partial, predict_field, model, on_tile_written, log)
+    _tile_loop(fields, arrays, tile_size, halo, scales, record, partial, predict_field, model, on_tile_written, log)
 
     tables = []
     with atomic_path(out) as tmp:
