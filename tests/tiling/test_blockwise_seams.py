@@ -1,6 +1,8 @@
 """Block-by-block segmentation of a field larger than tiling.block_size agrees with the whole field's (issue 16):
 the rules' own functions on real zarr stores, a dense synthetic field of touching nuclei, blocks of 128 px
-with a halo of 32 (the benchmark's 4096 px field with blocks of 512 is bench/seams.py)."""
+with a halo of 32 (the benchmark's 4096 px field with blocks of 512 is bench/seams.py). Blocks run in parallel on
+the rule's threads (plateseg.tiling.grid.map_windows): each step run with threads 3 gives the serial run's labels,
+ids and tables, byte for byte."""
 from __future__ import annotations
 
 import numpy as np
@@ -54,6 +56,14 @@ def _block_stats(store):
     return zarr.open_group(str(store), mode="r").attrs["plateseg"]["blocks"]["1"]
 
 
+def _assert_same_store(serial, parallel):
+    """Two label stores written with threads 1 and 3: the same labels, array for array, and the same attrs."""
+    a, b = read_labels(serial, 1), read_labels(parallel, 1)
+    assert a.dtype == b.dtype and np.array_equal(a, b)
+    attrs = [zarr.open_group(str(store), mode="r").attrs.asdict() for store in (serial, parallel)]
+    assert attrs[0] == attrs[1]
+
+
 def test_classical_blocks_agree_with_the_whole_field(field):
     d, _, truth = field
     settings = {"sigma": 1.0, "threshold": "otsu", "min_distance": 5, "min_area": 20}
@@ -65,6 +75,9 @@ def test_classical_blocks_agree_with_the_whole_field(field):
     assert stats["blocks"] == 16 and stats["objects"] == agreement["n_labels"] == int(blocked.max())
     assert stats["on_seams"] > 10 and stats["cut_by_halo"] == 0  # objects crossing seams are kept whole
     assert _block_stats(d / "whole.zarr")["blocks"] == 1  # block_size None: the field is one window
+    classical_well(d / "image.zarr", d / "blocks_3.zarr", 0, settings, tile_size=64, block_size=BLOCK, halo=HALO,
+                   threads=3)
+    _assert_same_store(d / "blocks.zarr", d / "blocks_3.zarr")
 
 
 @pytest.mark.parametrize("mode", ["centre", "points"])
@@ -81,6 +94,8 @@ def test_watershed_blocks_agree_with_the_whole_field(field, mode):
     watershed_well(store, d / f"ws_blocks_{mode}.zarr", settings, block_size=BLOCK, halo=HALO, **kw)
     whole, blocked = read_labels(d / f"ws_whole_{mode}.zarr", 1), read_labels(d / f"ws_blocks_{mode}.zarr", 1)
     _assert_agrees(whole, blocked)
+    watershed_well(store, d / f"ws_blocks_{mode}_3.zarr", settings, block_size=BLOCK, halo=HALO, threads=3, **kw)
+    _assert_same_store(d / f"ws_blocks_{mode}.zarr", d / f"ws_blocks_{mode}_3.zarr")
     if mode == "points":  # every marker, read in its own block's coordinates, seeds one nucleus
         assert abs(int(blocked.max()) - len(cy)) <= 0.02 * len(cy)
 
@@ -112,7 +127,8 @@ def test_cells_grown_block_by_block_are_the_whole_fields(tmp_path):
                      64, 1.0)
     write_well_labels(tmp_path / "nuclei.zarr", {1: nuclei}, tile_size=64)
     settings = {"sigma": 0.5, "threshold": "li", "elevation": "ridge", "regularization": 0.01, "max_distance": 30.0}
-    for name, blocks in (("whole", {}), ("blocks", {"block_size": BLOCK, "halo": HALO})):
+    for name, blocks in (("whole", {}), ("blocks", {"block_size": BLOCK, "halo": HALO}),
+                         ("blocks_3", {"block_size": BLOCK, "halo": HALO, "threads": 3})):
         cells_well(tmp_path / "image.zarr", tmp_path / "nuclei.zarr", tmp_path / f"cells_{name}.zarr",
                    tmp_path / f"cyto_{name}.zarr", 2, settings, tile_size=64, **blocks)
     whole, blocked = read_labels(tmp_path / "cells_whole.zarr", 1), read_labels(tmp_path / "cells_blocks.zarr", 1)
@@ -123,6 +139,8 @@ def test_cells_grown_block_by_block_are_the_whole_fields(tmp_path):
     # cytoplasm = cell minus nucleus, block by block too
     cyto = read_labels(tmp_path / "cyto_blocks.zarr", 1)
     assert np.array_equal(cyto, np.where(nuclei > 0, 0, blocked))
+    _assert_same_store(tmp_path / "cells_blocks.zarr", tmp_path / "cells_blocks_3.zarr")
+    _assert_same_store(tmp_path / "cyto_blocks.zarr", tmp_path / "cyto_blocks_3.zarr")
 
 
 def test_measurement_block_by_block_gives_the_whole_fields_rows(field):
@@ -136,6 +154,8 @@ def test_measurement_block_by_block_gives_the_whole_fields_rows(field):
     blocks = measure_well(d / "image.zarr", d / "truth.zarr", {"Metadata_Well": "A01"}, block_size=BLOCK)
     assert len(whole) == int(truth.max()) > 100
     pd.testing.assert_frame_equal(whole, blocks, check_exact=False, rtol=1e-9)
+    parallel = measure_well(d / "image.zarr", d / "truth.zarr", {"Metadata_Well": "A01"}, block_size=BLOCK, threads=3)
+    pd.testing.assert_frame_equal(blocks, parallel, check_exact=True)
 
 
 def test_the_ensemble_picked_block_by_block_is_the_whole_fields(field):
@@ -161,7 +181,8 @@ def test_the_ensemble_picked_block_by_block_is_the_whole_fields(field):
     for name, lab in engines.items():
         write_well_labels(d / f"{name}.zarr", {1: lab}, tile_size=64)
     pd.DataFrame({"field": 1, "label": list(scores["maskrcnn"]), "score": 0.9}).to_parquet(d / "maskrcnn.parquet")
-    for mode, blocks in (("whole", {}), ("blocks", {"block_size": BLOCK, "halo": HALO})):
+    for mode, blocks in (("whole", {}), ("blocks", {"block_size": BLOCK, "halo": HALO}),
+                         ("blocks_3", {"block_size": BLOCK, "halo": HALO, "threads": 3})):
         pick_well(d / "pick_maps.zarr", d / "unet.zarr", d / "maskrcnn.zarr", d / "maskrcnn.parquet", d / "picker.json",
                   d / f"ensemble_{mode}.zarr", d / f"picks_{mode}.parquet", min_iou=0.3, nms_iou=0.3, tile_size=64,
                   **blocks)
@@ -172,6 +193,9 @@ def test_the_ensemble_picked_block_by_block_is_the_whole_fields(field):
     assert stats["blocks"] == 16 and stats["objects"] == int(blocked.max()) and stats["on_seams"] > 20
     assert _block_stats(d / "ensemble_whole.zarr") == {"objects": int(whole.max()), "blocks": 1, "on_seams": 0,
                                                        "cut_by_halo": 0}
+    _assert_same_store(d / "ensemble_blocks.zarr", d / "ensemble_blocks_3.zarr")
+    pd.testing.assert_frame_equal(read_table(d / "picks_blocks.parquet"), read_table(d / "picks_blocks_3.parquet"),
+                                  check_exact=True)
     picks = {m: read_table(d / f"picks_{m}.parquet") for m in ("whole", "blocks")}
     assert sorted(picks["blocks"]["label"]) == list(range(1, int(blocked.max()) + 1))  # a row per kept nucleus
     assert 0 < (picks["whole"]["engine"] == "unet").sum() < len(picks["whole"])  # both engines contribute

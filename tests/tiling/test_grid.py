@@ -77,3 +77,46 @@ def test_schedule_writes_each_core_once_in_order_after_all_overlapping_tiles(sha
             assert set(overlaps[t.number]) <= set(read)  # every tile overlapping its core was read
             written.append(t.number)
     assert read == s.needed and written == list(range(start, len(s.tiles)))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_map_windows_keeps_key_order_and_bounds_the_windows_in_flight(threads):
+    """Results come back in key order whatever the threads; at most threads + 1 windows are read and not yet
+    processed or being processed at once (one wave and the next wave's first window)."""
+    import threading
+    import time
+
+    from plateseg.tiling.grid import map_windows
+
+    lock, live, peak = threading.Lock(), [0], [0]
+
+    def read(k):
+        with lock:
+            live[0] += 1
+            peak[0] = max(peak[0], live[0])
+        return k * 10
+
+    def work(window, k):
+        time.sleep(0.002 * ((k * 7) % 5))  # uneven blocks: finishing order differs from key order
+        with lock:
+            live[0] -= 1
+        return window + 1, threading.get_ident()
+
+    out = list(map_windows(work, read, range(11), threads))
+    assert [k for k, _ in out] == list(range(11)) and [r for _, (r, _) in out] == [10 * k + 1 for k in range(11)]
+    assert peak[0] <= threads + 1 and live[0] == 0
+    if threads == 1:  # one window worked on while the next is read, as the old reader thread did
+        assert peak[0] == 2
+
+
+def test_map_windows_runs_a_wave_at_once():
+    """With threads 2 the two blocks of a wave run at the same time (each waits for the other at a barrier)."""
+    import threading
+
+    from plateseg.tiling.grid import map_windows
+
+    barrier = threading.Barrier(2, timeout=10)
+    assert [r for _, r in map_windows(lambda w, k: barrier.wait() >= 0, lambda k: k, range(4), threads=2)] == [True] * 4
+    alone = threading.Barrier(2, timeout=0.5)
+    with pytest.raises(threading.BrokenBarrierError):  # threads 1: one block at a time
+        list(map_windows(lambda w, k: alone.wait(), lambda k: k, range(2), threads=1))

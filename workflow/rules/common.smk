@@ -405,13 +405,19 @@ def final_outputs():
     return out
 
 
-def mem_mb(base):
-    """Memory request that grows with the attempt, so a retried out-of-memory job gets more."""
+def mem_mb(base, per_thread=0):
+    """Memory request that grows with the attempt, so a retried out-of-memory job gets more, and by ``per_thread``
+    MB for each thread beyond the first (the blockwise rules hold one more block window per thread)."""
 
-    def _mem(wildcards, attempt):
-        return base * attempt
+    def _mem(wildcards, threads, attempt):
+        return (base + per_thread * (threads - 1)) * attempt
 
     return _mem
+
+
+# MB of one more block window and its intermediate arrays, for each further thread of a blockwise rule: about
+# 100 bytes per window pixel (bench/RESULTS.md, "Seams": 2 threads against 1), ~450 MB at 2048 px blocks
+BLOCK_THREAD_MB = -(-(config["tiling"]["block_size"] + 2 * config["tiling"]["block_halo"]) ** 2 * 100 // 2**20)
 
 
 CONDA_ENV = "../../envs/plateseg.yaml"

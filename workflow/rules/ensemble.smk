@@ -106,7 +106,7 @@ rule pick:
         "logs/{plate}/{well}/pick.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(3000),
+        mem_mb=mem_mb(3000, per_thread=BLOCK_THREAD_MB),
         runtime=30,
     conda:
         CONDA_ENV

@@ -12,7 +12,7 @@ rule measure:
         "logs/{plate}/{well}/measure.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(2000, per_thread=BLOCK_THREAD_MB),
         runtime=30,
     conda:
         CONDA_ENV

@@ -16,7 +16,7 @@ rule segment_classical:
         "logs/{plate}/{well}/segment_classical.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(2000, per_thread=BLOCK_THREAD_MB),
         runtime=30,
     conda:
         CONDA_ENV
@@ -134,7 +134,7 @@ rule watershed:
         "logs/{plate}/{well}/watershed.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(2000, per_thread=BLOCK_THREAD_MB),
         runtime=30,
     conda:
         CONDA_ENV
@@ -162,7 +162,7 @@ rule segment_cells:
         "logs/{plate}/{well}/segment_cells.log",
     threads: 1
     resources:
-        mem_mb=mem_mb(2000),
+        mem_mb=mem_mb(2000, per_thread=BLOCK_THREAD_MB),
         runtime=30,
     conda:
         CONDA_ENV

@@ -5,4 +5,4 @@ from plateseg.pipeline.classical import classical_well
 setup_logging(snakemake.log[0])
 p = snakemake.params
 classical_well(snakemake.input.image, snakemake.output[0], p.channel, p.settings, tile_size=p.tile_size,
-               pixel_size=p.pixel_size, block_size=p.block_size, halo=p.block_halo)
+               pixel_size=p.pixel_size, block_size=p.block_size, halo=p.block_halo, threads=snakemake.threads)

@@ -7,4 +7,4 @@ setup_logging(snakemake.log[0])
 p = snakemake.params
 watershed_well(snakemake.input.maps, snakemake.output[0], p.settings, points=snakemake.input.get("points"),
                tile_size=p.tile_size, pixel_size=p.pixel_size, block_size=p.block_size,
-               halo=p.block_halo)
+               halo=p.block_halo, threads=snakemake.threads)

@@ -189,9 +189,10 @@ def candidate_features(labels: dict, maps=None, scores: dict | None = None, scal
     return table
 
 
-def field_statistics(labels: dict, block_size: int = 2048) -> dict:
+def field_statistics(labels: dict, block_size: int = 2048, threads: int = 1) -> dict:
     """engine -> ``{"median_area", "density"}`` (candidates per 10,000 px) of whole label images, read block by
-    block: the field-level features of :func:`candidate_features` for a field processed in blocks.
+    block (``threads`` blocks at a time, :func:`plateseg.tiling.grid.map_windows`): the field-level features of
+    :func:`candidate_features` for a field processed in blocks.
 
     Examples
     --------
@@ -199,14 +200,18 @@ def field_statistics(labels: dict, block_size: int = 2048) -> dict:
     >>> field_statistics({"unet": a}, block_size=4)
     {'unet': {'median_area': 4.0, 'density': 300.0}}
     """
+    from plateseg.tiling.grid import map_windows, tile_grid
+
+    def block_areas(block, t):
+        ids, counts = np.unique(np.asarray(block), return_counts=True)
+        return pd.Series(counts[ids > 0], index=ids[ids > 0])
+
     out = {}
     for engine, lab in labels.items():
         h, w = lab.shape
         areas = pd.Series(dtype=np.int64)
-        for y in range(0, h, block_size):
-            for x in range(0, w, block_size):
-                ids, counts = np.unique(np.asarray(lab[y:y + block_size, x:x + block_size]), return_counts=True)
-                areas = areas.add(pd.Series(counts[ids > 0], index=ids[ids > 0]), fill_value=0)
+        for _, block in map_windows(block_areas, lambda t: lab[t.core], tile_grid((h, w), block_size, 0), threads):
+            areas = areas.add(block, fill_value=0)
         if len(areas):
             out[engine] = {"median_area": float(np.median(areas.to_numpy())), "density": len(areas) * 1e4 / (h * w)}
     return out

@@ -103,8 +103,9 @@ def measure_field(labels: np.ndarray, image: np.ndarray, channels: list[str], co
     return pd.DataFrame(out)[_columns(channels, compartment)]
 
 
-def object_boxes(labels, block_size: int) -> pd.DataFrame:
-    """Bounding box of every object of a label array, read block by block: ``label, y0, x0, y1, x1``.
+def object_boxes(labels, block_size: int, threads: int = 1) -> pd.DataFrame:
+    """Bounding box of every object of a label array, read block by block (``threads`` blocks at a time):
+    ``label, y0, x0, y1, x1``.
 
     Examples
     --------
@@ -114,29 +115,33 @@ def object_boxes(labels, block_size: int) -> pd.DataFrame:
     """
     from scipy import ndimage
 
-    h, w = labels.shape
+    from plateseg.tiling.grid import map_windows, tile_grid
+
+    def block_boxes(block, t):
+        y, x = t.core[0].start, t.core[1].start
+        found = ndimage.find_objects(np.asarray(block).astype(np.int64, copy=False))
+        return [(lab, [y + sl[0].start, x + sl[1].start, y + sl[0].stop, x + sl[1].stop])
+                for lab, sl in enumerate(found, start=1) if sl is not None]
+
     boxes: dict[int, list] = {}
-    for y in range(0, h, block_size):
-        for x in range(0, w, block_size):
-            block = np.asarray(labels[y:y + block_size, x:x + block_size]).astype(np.int64, copy=False)
-            for lab, sl in enumerate(ndimage.find_objects(block), start=1):
-                if sl is None:
-                    continue
-                b = [y + sl[0].start, x + sl[1].start, y + sl[0].stop, x + sl[1].stop]
-                old = boxes.setdefault(lab, b)
-                boxes[lab] = [min(old[0], b[0]), min(old[1], b[1]), max(old[2], b[2]), max(old[3], b[3])]
+    for _, found in map_windows(block_boxes, lambda t: labels[t.core], tile_grid(labels.shape, block_size, 0), threads):
+        for lab, b in found:
+            old = boxes.setdefault(lab, b)
+            boxes[lab] = [min(old[0], b[0]), min(old[1], b[1]), max(old[2], b[2]), max(old[3], b[3])]
     return pd.DataFrame([[k, *v] for k, v in sorted(boxes.items())], columns=["label", "y0", "x0", "y1", "x1"],
                         dtype=np.int64)
 
 
 def measure_field_blocks(labels, image, channels: list[str], compartment: str = COMPARTMENT,
-                         block_size: int = 2048) -> pd.DataFrame:
+                         block_size: int = 2048, threads: int = 1) -> pd.DataFrame:
     """:func:`measure_field` of a field too large to hold, block by block, every object measured whole.
 
     Each object belongs to the block that holds the centre of its bounding box (boxes from a first pass,
     :func:`object_boxes`); a block's objects are measured in the smallest window holding all of them (its
     core plus how far they reach), other objects masked out, and their centres moved back to field
-    coordinates. The rows equal :func:`measure_field` of the whole field.
+    coordinates. The rows equal :func:`measure_field` of the whole field. ``threads`` blocks are measured at
+    once (:func:`plateseg.tiling.grid.map_windows`: ``threads + 1`` windows in memory), their rows joined in
+    block order, so the table does not depend on it.
 
     Parameters
     ----------
@@ -146,6 +151,7 @@ def measure_field_blocks(labels, image, channels: list[str], compartment: str = 
     channels, compartment
         As :func:`measure_field`.
     block_size : int
+    threads : int
 
     Examples
     --------
@@ -155,21 +161,31 @@ def measure_field_blocks(labels, image, channels: list[str], compartment: str = 
     >>> bool(np.allclose(a.to_numpy(float), b.to_numpy(float), equal_nan=True))
     True
     """
-    boxes = object_boxes(labels, int(block_size))
+    from plateseg.tiling.grid import map_windows
+
+    boxes = object_boxes(labels, int(block_size), threads)
     if not len(boxes):
         return measure_field(np.zeros((1, 1), np.int64), np.zeros((len(channels), 1, 1)), channels, compartment)
     owner_y = ((boxes["y0"] + boxes["y1"]) // 2) // block_size
     owner_x = ((boxes["x0"] + boxes["x1"]) // 2) // block_size
-    tables = []
-    for _, own in boxes.groupby([owner_y, owner_x], sort=True):
-        ys = slice(int(own["y0"].min()), int(own["y1"].max()))
-        xs = slice(int(own["x0"].min()), int(own["x1"].max()))
-        lab = np.asarray(labels[ys, xs]).astype(np.int64, copy=False)
-        lab = np.where(np.isin(lab, own["label"].to_numpy()), lab, 0)
-        df = measure_field(lab, np.asarray(image[:, ys, xs]), channels, compartment)
+    # per block its objects' ids and the smallest window holding them all
+    owned = [(own["label"].to_numpy(), slice(int(own["y0"].min()), int(own["y1"].max())),
+              slice(int(own["x0"].min()), int(own["x1"].max())))
+             for _, own in boxes.groupby([owner_y, owner_x], sort=True)]
+
+    def read(block):
+        _, ys, xs = block
+        return np.asarray(labels[ys, xs]), np.asarray(image[:, ys, xs])
+
+    def measured(window, block):
+        (lab, img), (ids, ys, xs) = window, block
+        lab = lab.astype(np.int64, copy=False)
+        df = measure_field(np.where(np.isin(lab, ids), lab, 0), img, channels, compartment)
         df[f"{compartment}_Location_Center_X"] += xs.start
         df[f"{compartment}_Location_Center_Y"] += ys.start
-        tables.append(df)
+        return df
+
+    tables = [df for _, df in map_windows(measured, read, owned, threads)]
     return pd.concat(tables, ignore_index=True).sort_values("Metadata_ObjectNumber", kind="stable").reset_index(drop=True)
 
 
@@ -192,7 +208,7 @@ def _columns(channels: list[str], compartment: str = COMPARTMENT) -> list[str]:
 
 
 def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame | None = None,
-                 compartments: dict | None = None, block_size: int | None = None) -> pd.DataFrame:
+                 compartments: dict | None = None, block_size: int | None = None, threads: int = 1) -> pd.DataFrame:
     """Per-object table of a well: :func:`measure_field` over its fields, with ``Metadata_*`` columns.
 
     Parameters
@@ -214,7 +230,9 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
         ``Nuclei_Children_Cells_Count``.
     block_size : int, optional
         A field larger than this is measured block by block (:func:`measure_field_blocks`: the same rows,
-        one block's objects in memory at a time); None: every field whole.
+        the objects of ``threads`` blocks in memory at a time); None: every field whole.
+    threads : int
+        Blocks measured at once (:func:`measure_field_blocks`; the table does not depend on it).
 
     Returns
     -------
@@ -249,7 +267,8 @@ def measure_well(image_store, label_store, metadata: dict, picks: pd.DataFrame |
         def measured(store, compartment=COMPARTMENT):
             if isinstance(image, np.ndarray):
                 return measure_field(open_labels(store, field)[...], image, names, compartment)
-            return measure_field_blocks(open_labels(store, field), image, names, compartment, int(block_size))
+            return measure_field_blocks(open_labels(store, field), image, names, compartment, int(block_size),
+                                        threads)
 
         df = measured(label_store)
         for compartment, store in (compartments or {}).items():

@@ -9,7 +9,7 @@ log = logging.getLogger(__name__)
 
 
 def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: dict, tile_size: int = 256,
-               pixel_size: float = 1.0, block_size: int | None = None, halo: int = 64) -> None:
+               pixel_size: float = 1.0, block_size: int | None = None, halo: int = 64, threads: int = 1) -> None:
     """Rule segment_cells: the cell and cytoplasm label stores of a well, field by field.
 
     Parameters
@@ -31,6 +31,8 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
         (:func:`plateseg.segment.cells.field_levels`), then each block's pixels from its window with ``halo``
         plus ``max_distance`` of context (:func:`plateseg.tiling.grid.map_cores`), so that a cell is the same
         whichever block computes a pixel of it; None: every field whole.
+    threads : int
+        Blocks computed at once (the rule's threads; the cells do not depend on it).
 
     Examples
     --------
@@ -71,16 +73,17 @@ def cells_well(image, nuclei, cells_out, cytoplasm_out, channel: int, settings: 
             t0 = time.perf_counter()
             if blockwise:
                 kw = {k: settings[k] for k in ("sigma", "threshold", "elevation", "ridge_sigma") if k in settings}
-                levels = field_levels(lambda s: stain[(channel,) + tuple(s)], (h, w), **kw, block_size=step, halo=halo)
+                levels = field_levels(lambda s: stain[(channel,) + tuple(s)], (h, w), **kw, block_size=step, halo=halo,
+                                      threads=threads)
                 reach = int(halo) + math.ceil(float(settings.get("max_distance", 50.0)))
                 map_cores(lambda win, origin: propagate_cells(win[0], win[1], levels=levels, **settings),
                           lambda s: (nuc[tuple(s)], stain[(channel,) + tuple(s)]), (h, w), step, reach,
-                          out=cells_arr[field])
+                          out=cells_arr[field], threads=threads)
             else:
                 cells_arr[field][...] = propagate_cells(nuc[...], stain[channel], **settings)
             # cytoplasm = cell minus nucleus, pixel by pixel: block cores without context
             map_cores(lambda win, origin: cytoplasm(*win), lambda s: (cells_arr[field][tuple(s)], nuc[tuple(s)]),
-                      (h, w), step, 0, out=cyto_arr[field])
+                      (h, w), step, 0, out=cyto_arr[field], threads=threads)
             cell_ids, nucleus_ids, area = set(), set(), 0
             for ys in range(0, h, step):  # counted strip by strip, for the log
                 strip = cells_arr[field][ys:ys + step]

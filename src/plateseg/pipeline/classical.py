@@ -9,7 +9,7 @@ __all__ = ["classical_well"]
 
 
 def classical_well(image, out, channel: int, settings: dict, tile_size: int = 256, pixel_size: float = 1.0,
-                   block_size: int | None = None, halo: int = 64):
+                   block_size: int | None = None, halo: int = 64, threads: int = 1):
     """Rule segment_classical: classical baseline labels for every field of a well.
 
     Parameters
@@ -28,6 +28,8 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
     block_size, halo : int, optional
         A field larger than ``block_size`` is labelled block by block with ``halo`` of context, at the
         whole field's threshold (:func:`plateseg.segment.threshold.field_threshold`); None: every field whole.
+    threads : int
+        Blocks thresholded and labelled at once (the rule's threads; the labels do not depend on it).
 
     Examples
     --------
@@ -54,8 +56,10 @@ def classical_well(image, out, channel: int, settings: dict, tile_size: int = 25
         if blockwise:  # the whole field's threshold, so that every block cuts at the same level
             transform = partial(smoothed, sigma=kw.get("sigma", 1.0), background_size=kw.get("background_size", 0))
             kw["threshold"] = field_threshold(lambda s: img[(channel,) + tuple(s)], img.shape[-2:],
-                                              kw.get("threshold", "li"), transform, block_size, halo)
+                                              kw.get("threshold", "li"), transform, block_size, halo,
+                                              threads=threads)
         return lambda window, origin: segment_classical(np.asarray(window[channel]), **kw)
 
     return segment_well(image, out, segmenter, tile_size=tile_size, pixel_size=pixel_size,
-                        attrs={"method": "classical", "settings": dict(settings)}, block_size=block_size, halo=halo)
+                        attrs={"method": "classical", "settings": dict(settings)}, block_size=block_size, halo=halo,
+                        threads=threads)

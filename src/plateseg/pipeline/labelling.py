@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 
 def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attrs=None, describe=None,
-                 block_size: int | None = None, halo: int = 64) -> dict:
+                 block_size: int | None = None, halo: int = 64, threads: int = 1) -> dict:
     """Label every field of the well store ``source`` and write the label store ``out`` (atomically).
 
     ``segmenter(field_array, field, blockwise)`` receives the lazy ``(c, y, x)`` array of a field, its
@@ -27,7 +27,9 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
     larger than ``block_size`` on either side (or any field, with ``block_size`` None) is one window, in
     memory; a larger one is labelled block by block with ``halo`` of context, each object kept by the
     block whose core holds its centroid (:func:`plateseg.tiling.instances.tiled_labels`), written
-    straight into the store, so that only a block and its neighbours' objects are in memory.
+    straight into the store, ``threads`` blocks at a time (the rule's threads; ``label`` is then called
+    from several threads at once), so that only ``threads + 1`` block windows and their neighbours'
+    objects are in memory; the labels do not depend on ``threads``.
     Fields are logged with their nucleus count (``describe`` adds a note).
 
     Returns
@@ -53,7 +55,7 @@ def segment_well(source, out, segmenter, tile_size: int, pixel_size: float, attr
             target = targets[field]
             if blockwise:
                 _, table = tiled_labels(label, lambda sl: arr[(slice(None),) + tuple(sl)], (h, w), int(block_size),
-                                        int(halo), out=target, log=log)
+                                        int(halo), out=target, threads=threads, log=log)
                 stats[field] = {"objects": len(table), **seam_counts(table, (h, w), int(block_size), int(halo))}
             else:
                 labels = np.asarray(label(arr[...], (0, 0)))

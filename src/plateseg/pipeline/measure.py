@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, cytoplasm=None,
-                    block_size: int | None = None) -> pd.DataFrame:
+                    block_size: int | None = None, threads: int = 1) -> pd.DataFrame:
     """Rule measure: the per-object table of a well's final labels, written to ``out``.
 
     Parameters
@@ -33,6 +33,8 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
         The cell and cytoplasm label stores (with ``cells.channel``): ``Cells_*`` and ``Cytoplasm_*`` columns.
     block_size : int, optional
         Fields larger than this are measured block by block (same rows).
+    threads : int
+        Blocks measured at once (the rule's threads; the table does not depend on it).
 
     Returns
     -------
@@ -51,7 +53,7 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
 
     t0 = time.perf_counter()
     objects = measure_well(image, labels, dict(metadata), None if picks is None else read_table(picks), compartments,
-                           block_size=block_size)
+                           block_size=block_size, threads=threads)
     pixels = sum(int(np.prod(open_field(image, f).shape[-2:])) for f in list_fields(image))
     log.info("%d objects measured, %s", len(objects), rate_text(pixels, time.perf_counter() - t0))
     write_table(objects, out)

@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_out, min_iou: float = 0.3,
               nms_iou: float = 0.3, tile_size: int = 256, pixel_size: float = 1.0, block_size: int | None = None,
-              halo: int = 64):
+              halo: int = 64, threads: int = 1):
     """Rule pick: ensemble labels of a well, the best candidate of both engines per nucleus.
 
     Parameters
@@ -44,6 +44,8 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
         A field larger than ``block_size`` is picked block by block with ``halo`` of context: candidates'
         field-level features from the whole field (:func:`plateseg.ensemble.features.field_statistics`), each
         kept nucleus owned by the block whose core holds its centroid; None: every field whole.
+    threads : int
+        Blocks picked at once (the rule's threads; labels and picks do not depend on it).
 
     Returns
     -------
@@ -85,7 +87,8 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
                 targets[field][...] = out
                 counts = seam_counts(None, shapes[field], block_size, halo)
             else:
-                table, owned = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw)
+                table, owned = _pick_blocks(engines, field_maps, model, targets[field], int(block_size), int(halo), kw,
+                                            threads)
                 counts = seam_counts(owned, shapes[field], int(block_size), int(halo))
             blocks[field] = {"objects": len(table), **counts}
             table.insert(0, "field", np.int64(field))
@@ -100,18 +103,19 @@ def pick_well(maps, unet, maskrcnn, maskrcnn_table, picker, labels_out, picks_ou
     return table
 
 
-def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo: int,
-                 kw: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The ensemble of one large field block by block (each kept nucleus owned by the block holding its centroid,
-    the field-level features from the whole field); writes ``target`` and returns the picks table and the
-    :func:`plateseg.tiling.instances.tiled_labels` table of the kept nuclei (for their seam counts)."""
+def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo: int, kw: dict,
+                 threads: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The ensemble of one large field block by block, ``threads`` blocks at a time (each kept nucleus owned by the
+    block holding its centroid, the field-level features from the whole field); writes ``target`` and returns the
+    picks table and the :func:`plateseg.tiling.instances.tiled_labels` table of the kept nuclei (for their seam
+    counts)."""
     from plateseg.ensemble.features import field_statistics
     from plateseg.ensemble.pick import ensemble_field
     from plateseg.tiling.grid import tile_grid
     from plateseg.tiling.instances import tiled_labels
 
-    stats = field_statistics(engines, block_size)
-    by_origin = {}
+    stats = field_statistics(engines, block_size, threads)
+    by_origin = {}  # window origin -> its picks; each block's thread sets its own key
 
     def read(index):
         return np.concatenate([np.stack([np.asarray(engines["unet"][index]), np.asarray(engines["maskrcnn"][index])]),
@@ -122,7 +126,7 @@ def _pick_blocks(engines: dict, field_maps, model, target, block_size: int, halo
         out, by_origin[origin] = ensemble_field(labels, model, window[2:5].astype(np.float32), field_stats=stats, **kw)
         return out
 
-    _, owned = tiled_labels(label, read, target.shape, block_size, halo, out=target, log=log)
+    _, owned = tiled_labels(label, read, target.shape, block_size, halo, out=target, threads=threads, log=log)
     origin_of = {t.number: (t.read[0].start, t.read[1].start) for t in tile_grid(target.shape, block_size, halo)}
     rows = [by_origin[origin_of[int(o.tile)]].set_index("label").loc[int(o.window_label)] for o in owned.itertuples()]
     table = pd.DataFrame(rows).reset_index(drop=True)

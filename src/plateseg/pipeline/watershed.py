@@ -10,7 +10,7 @@ __all__ = ["watershed_well"]
 
 
 def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256, pixel_size: float = 1.0,
-                   block_size: int | None = None, halo: int = 64):
+                   block_size: int | None = None, halo: int = 64, threads: int = 1):
     """Rule watershed: instance labels from a well's U-Net maps.
 
     Parameters
@@ -32,6 +32,8 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
     block_size, halo : int, optional
         A field larger than ``block_size`` is labelled block by block with ``halo`` of context
         (:func:`plateseg.pipeline.labelling.segment_well`); None: every field whole.
+    threads : int
+        Blocks labelled at once (the rule's threads; the labels do not depend on it).
 
     Examples
     --------
@@ -66,4 +68,4 @@ def watershed_well(maps, out, settings: dict, points=None, tile_size: int = 256,
 
     return segment_well(maps, out, segmenter, tile_size=tile_size, pixel_size=pixel_size,
                         attrs={"method": "unet", "watershed": settings}, describe=f"markers {settings['mode']}",
-                        block_size=block_size, halo=halo)
+                        block_size=block_size, halo=halo, threads=threads)

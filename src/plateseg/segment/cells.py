@@ -33,8 +33,9 @@ def _ridge(scaled, ridge_sigma: float) -> np.ndarray:
 
 
 def field_levels(read_fn, shape, sigma: float = 0.5, threshold: str = "li", elevation: str = "ridge",
-                 ridge_sigma: float = 1.0, block_size: int = 2048, halo: int = 64) -> dict:
-    """The whole field's stain levels :func:`propagate_cells` uses, computed block by block (never the field at once).
+                 ridge_sigma: float = 1.0, block_size: int = 2048, halo: int = 64, threads: int = 1) -> dict:
+    """The whole field's stain levels :func:`propagate_cells` uses, computed block by block (never the field at once),
+    ``threads`` blocks at a time.
 
     ``lo``, ``hi``: the smoothed stain's range (it is scaled to 0..1 by them); ``threshold``: the global
     threshold of the scaled stain (:func:`plateseg.segment.threshold.field_threshold`); ``ridge_max``: the
@@ -50,16 +51,18 @@ def field_levels(read_fn, shape, sigma: float = 0.5, threshold: str = "li", elev
     """
     from plateseg.segment.threshold import field_range, field_threshold
 
-    lo, hi = field_range(read_fn, shape, lambda w: _smoothed(w, sigma), block_size, halo)
+    lo, hi = field_range(read_fn, shape, lambda w: _smoothed(w, sigma), block_size, halo, threads)
     span = hi - lo if hi > lo else 1.0
 
     def scaled(w):
         return (_smoothed(w, sigma) - lo) / span
 
-    levels = {"lo": lo, "hi": hi, "threshold": field_threshold(read_fn, shape, threshold, scaled, block_size, halo),
+    levels = {"lo": lo, "hi": hi,
+              "threshold": field_threshold(read_fn, shape, threshold, scaled, block_size, halo, threads=threads),
               "ridge_max": None}
     if elevation == "ridge":
-        levels["ridge_max"] = field_range(read_fn, shape, lambda w: _ridge(scaled(w), ridge_sigma), block_size, halo)[1]
+        levels["ridge_max"] = field_range(read_fn, shape, lambda w: _ridge(scaled(w), ridge_sigma), block_size, halo,
+                                          threads)[1]
     return levels
 
 

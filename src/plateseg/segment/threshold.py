@@ -16,16 +16,22 @@ __all__ = ["THRESHOLDS", "field_range", "field_threshold"]
 THRESHOLDS = {"otsu": filters.threshold_otsu, "li": filters.threshold_li}
 
 
-def _cores(read_fn, shape, transform, block_size: int, halo: int):
-    from plateseg.tiling.grid import tile_grid
+def _reduced_cores(reduce, read_fn, shape, transform, block_size: int, halo: int, threads: int = 1):
+    """``reduce(core)`` of every block's transformed core, in block order, ``threads`` blocks at a time
+    (a generator)."""
+    from plateseg.tiling.grid import map_windows, tile_grid
 
-    for t in tile_grid(tuple(shape[-2:]), block_size, halo):
-        window = np.asarray(read_fn(t.read))
-        yield (window if transform is None else transform(window))[t.core_in_read]
+    def core(window, t):
+        window = np.asarray(window)
+        return reduce((window if transform is None else transform(window))[t.core_in_read])
+
+    tiles = tile_grid(tuple(shape[-2:]), block_size, halo)
+    return (r for _, r in map_windows(core, lambda t: read_fn(t.read), tiles, threads))
 
 
-def field_range(read_fn, shape, transform=None, block_size: int = 2048, halo: int = 64) -> tuple[float, float]:
-    """``(min, max)`` of ``transform(field)`` over a field, block by block.
+def field_range(read_fn, shape, transform=None, block_size: int = 2048, halo: int = 64,
+                threads: int = 1) -> tuple[float, float]:
+    """``(min, max)`` of ``transform(field)`` over a field, block by block (``threads`` blocks at a time).
 
     Examples
     --------
@@ -33,14 +39,13 @@ def field_range(read_fn, shape, transform=None, block_size: int = 2048, halo: in
     >>> field_range(lambda s: img[s], img.shape, lambda w: 2 * w, block_size=4, halo=1)
     (0.0, 94.0)
     """
-    lo, hi = np.inf, -np.inf
-    for core in _cores(read_fn, shape, transform, block_size, halo):
-        lo, hi = min(lo, float(core.min())), max(hi, float(core.max()))
-    return lo, hi
+    ranges = list(_reduced_cores(lambda core: (float(core.min()), float(core.max())), read_fn, shape, transform,
+                                 block_size, halo, threads))
+    return min(lo for lo, _ in ranges), max(hi for _, hi in ranges)
 
 
 def field_threshold(read_fn, shape, threshold: str = "li", transform=None, block_size: int = 2048, halo: int = 64,
-                    bins: int = 256) -> float:
+                    bins: int = 256, threads: int = 1) -> float:
     """The global ``threshold`` of ``transform(field)`` (e.g. the smoothed field), computed block by block.
 
     Two passes (range, then a histogram of ``bins`` bins over it). Otsu on 256 bins is exactly
@@ -58,6 +63,11 @@ def field_threshold(read_fn, shape, threshold: str = "li", transform=None, block
         Applied to each block's window (with its halo) before its core is counted.
     block_size, halo : int
         Blocks of the passes (the halo should cover the transform's reach).
+    bins : int
+        Histogram bins (Li: at least 4096).
+    threads : int
+        Blocks transformed at once (:func:`plateseg.tiling.grid.map_windows`); the threshold does not
+        depend on it.
 
     Examples
     --------
@@ -71,11 +81,12 @@ def field_threshold(read_fn, shape, threshold: str = "li", transform=None, block
     """
     if threshold not in THRESHOLDS:
         raise ValueError(f"threshold must be one of {sorted(THRESHOLDS)}, got {threshold!r}")
-    lo, hi = field_range(read_fn, shape, transform, block_size, halo)
+    lo, hi = field_range(read_fn, shape, transform, block_size, halo, threads)
     n_bins = int(bins) if threshold == "otsu" else max(int(bins), 4096)
     counts = np.zeros(n_bins, np.int64)
-    for core in _cores(read_fn, shape, transform, block_size, halo):
-        counts += np.histogram(core, bins=n_bins, range=(lo, hi))[0]
+    for hist in _reduced_cores(lambda core: np.histogram(core, bins=n_bins, range=(lo, hi))[0], read_fn, shape,
+                               transform, block_size, halo, threads):
+        counts += hist
     edges = np.linspace(lo, hi, n_bins + 1)
     centres = (edges[:-1] + edges[1:]) / 2
     if threshold == "otsu":

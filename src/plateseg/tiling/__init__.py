@@ -1,2 +1,3 @@
-"""Tiles of a field: the grid, tile ownership and the one tile scheduler (``grid``), blended per-pixel maps
-(``blend``) and instances predicted tile by tile (``instances``). No torch."""
+"""Tiles of a field: the grid, tile ownership, the one tile scheduler and the one loop that runs every tiled or
+blockwise step's windows, ``threads`` at a time with dask (``grid``), blended per-pixel maps (``blend``) and
+instances predicted tile by tile (``instances``). No torch."""

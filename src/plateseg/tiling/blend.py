@@ -11,7 +11,7 @@ from typing import Callable
 
 import numpy as np
 
-from plateseg.tiling.grid import Tile, TileSchedule, _pair
+from plateseg.tiling.grid import Tile, TileSchedule, _pair, map_windows
 
 __all__ = ["blend_window", "predict_tiled"]
 
@@ -166,11 +166,15 @@ def predict_tiled(predict_fn: Callable[[np.ndarray], np.ndarray],
             arr = np.pad(arr, pad, mode=mode)
         return arr
 
-    for ids, batch in sched.read_batches(batch_size, read_padded):  # the next batch is read meanwhile
+    def predict(batch, ids):
         preds = np.asarray(predict_fn(np.stack(batch)))
         if preds.ndim != 4 or preds.shape[0] != len(ids) or preds.shape[-2:] != batch[0].shape[-2:]:
             raise ValueError(f"predict_fn returned shape {preds.shape} for batch "
                              f"{(len(ids),) + batch[0].shape}")
+        return preds
+
+    # the model runs on one batch while the next batch is read
+    for ids, preds in map_windows(predict, lambda ids: [read_padded(j) for j in ids], sched.batches(batch_size)):
         if out is None:
             out = np.zeros((preds.shape[1], h, w), np.float32)
         for j, pred in zip(ids, preds):

@@ -4,7 +4,9 @@ A field of shape ``(h, w)`` is cut into a regular grid of ``tile_size`` squares 
 zarr chunk). Each tile is read with a ``halo`` of context around its *core*, clipped to the field;
 tiles at the field edge are padded (reflect) to the uniform size ``tile_size + 2 * halo`` so that
 they can be batched. :class:`TileSchedule` orders reads and core writes for both tiled drivers,
-blended maps (:mod:`plateseg.tiling.blend`) and tiled instances (:mod:`plateseg.tiling.instances`).
+blended maps (:mod:`plateseg.tiling.blend`) and tiled instances (:mod:`plateseg.tiling.instances`), and
+:func:`map_windows` runs every tiled or blockwise loop's per-window work (``threads`` windows at a time
+with dask, the next window read meanwhile).
 
 Objects belong to exactly one tile: the one whose core holds their centroid (StarDist's
 "responsible block"); see :func:`owned_by_tile` and :func:`owner_mask`.
@@ -28,6 +30,7 @@ __all__ = [
     "owner_mask",
     "cut_by_halo",
     "map_cores",
+    "map_windows",
 ]
 
 
@@ -124,6 +127,7 @@ class TileSchedule:
     window overlaps it has been read, and cores are written in tile order, each exactly once. So
     the output may be a chunked on-disk array written chunk by chunk, memory holds the pending
     tiles of about one row, and a killed job resumes with ``start`` = the first unwritten tile.
+    The drivers read and process :meth:`batches` with :func:`map_windows`.
 
     Parameters
     ----------
@@ -177,29 +181,6 @@ class TileSchedule:
         bs = max(int(batch_size), 1)
         for b0 in range(0, len(self.needed), bs):
             yield self.needed[b0:b0 + bs]
-
-    def read_batches(self, batch_size: int, read_one):
-        """``(ids, [read_one(j) for j in ids])`` of every batch of :meth:`batches`, the next batch read in a
-        background thread while the caller works on the current one (the model runs while tiles are read).
-
-        Examples
-        --------
-        >>> s = TileSchedule((32, 32), 16, 0)
-        >>> [(ids, w) for ids, w in s.read_batches(3, lambda j: j * 10)]
-        [([0, 1, 2], [0, 10, 20]), ([3], [30])]
-        """
-        from concurrent.futures import ThreadPoolExecutor
-
-        batches = list(self.batches(batch_size))
-        if not batches:
-            return
-        with ThreadPoolExecutor(1, thread_name_prefix="tile-reader") as reader:
-            pending = reader.submit(lambda ids: [read_one(j) for j in ids], batches[0])
-            for k, ids in enumerate(batches):
-                windows = pending.result()
-                if k + 1 < len(batches):
-                    pending = reader.submit(lambda ids: [read_one(j) for j in ids], batches[k + 1])
-                yield ids, windows
 
     def ready(self, done: int):
         """Tiles whose cores became final once tiles up to ``done`` are read, in write order."""
@@ -310,13 +291,14 @@ def cut_by_halo(labels, tile: Tile, shape) -> np.ndarray:
     return np.intersect1d(touching, owned)
 
 
-def map_cores(fn, read_fn, shape, block_size, halo, out=None):
+def map_cores(fn, read_fn, shape, block_size, halo, out=None, threads: int = 1):
     """``out[core] = fn(window)[core]`` for every block of a field: each pixel computed in the window of the
     block whose core holds it.
 
     For a pixel-wise result whose ids are global (cells carry their nucleus's label): with a halo that covers
     everything that decides a pixel (for cells, the seeds within reach and their paths), the result equals
-    ``fn`` on the whole field, and only one window is in memory.
+    ``fn`` on the whole field, and only ``threads`` windows (and the next one) are in memory
+    (:func:`map_windows`); the cores are written in block order.
 
     Parameters
     ----------
@@ -330,6 +312,8 @@ def map_cores(fn, read_fn, shape, block_size, halo, out=None):
     block_size, halo : int
     out : array-like, optional
         ``(h, w)`` target (e.g. a zarr array); default a numpy array of ``fn``'s dtype.
+    threads : int
+        Blocks computed at once (:func:`map_windows`); the result does not depend on it.
 
     Examples
     --------
@@ -338,9 +322,77 @@ def map_cores(fn, read_fn, shape, block_size, halo, out=None):
     >>> bool((res[4:, :] == img[4:, :] + 3).all()) and bool((res[:4] == img[:4]).all())
     True
     """
-    for t in tile_grid(tuple(shape[-2:]), block_size, halo):
-        res = np.asarray(fn(read_fn(t.read), (t.read[0].start, t.read[1].start)))[t.core_in_read]
+
+    def core(window, t):
+        return np.asarray(fn(window, (t.read[0].start, t.read[1].start)))[t.core_in_read]
+
+    tiles = tile_grid(tuple(shape[-2:]), block_size, halo)
+    for t, res in map_windows(core, lambda t: read_fn(t.read), tiles, threads):
         if out is None:
             out = np.zeros(tuple(shape[-2:]), res.dtype)
         out[t.core] = res
     return out
+
+
+def map_windows(fn, read_fn, keys, threads: int = 1):
+    """``(key, fn(read_fn(key), key))`` for every key, in the keys' order, ``threads`` windows at a time with dask.
+
+    The one loop of every tiled or blockwise step (blocks of whole slides, model batches of tiles). The keys
+    are taken in waves of ``threads``: one dask graph per wave (``dask.compute``, threaded scheduler,
+    ``threads + 1`` workers) runs ``fn`` on each window of the wave -- the first one read during the previous
+    wave, the others read in their own task -- and reads the window of the next wave's first key meanwhile.
+    The wave's results are yielded, in key order, before the next wave starts. So at most ``threads + 1``
+    windows (plus one wave's results) are in memory, whatever the number of keys; with ``threads`` 1, one
+    window is processed while the next is read. Nothing is read while the caller consumes a wave's results
+    (the next wave's first window was read before), so the caller may write each key's result into the array
+    it reads from where no other key's window overlaps it (e.g. relabelling block cores in place). The results
+    do not depend on ``threads`` as long as ``fn`` is a pure function of its window; the threads run at once
+    where ``fn`` spends its time in C loops that release the GIL (numpy, ``scipy.ndimage``, most of
+    scikit-image).
+
+    Parameters
+    ----------
+    fn : callable
+        ``fn(window, key)``: the work on one window (must not write shared state).
+    read_fn : callable
+        ``read_fn(key)``: the window (any structure) of a key.
+    keys : iterable
+        E.g. :class:`Tile` objects, or the tile numbers of a batch (:meth:`TileSchedule.batches`).
+    threads : int
+        Windows processed at once (the rule's threads).
+
+    Yields
+    ------
+    key, result
+
+    Examples
+    --------
+    >>> img = np.arange(16).reshape(4, 4)
+    >>> tiles = tile_grid(img.shape, 2, 0)
+    >>> [(t.number, int(s)) for t, s in map_windows(lambda w, t: w.sum(), lambda t: img[t.read], tiles, threads=3)]
+    [(0, 10), (1, 18), (2, 42), (3, 50)]
+    """
+    import dask
+
+    keys, threads = list(keys), max(int(threads), 1)
+    if not keys:
+        return
+
+    def run(i, window):
+        return fn(read_fn(keys[i]) if window is None else window, keys[i])
+
+    def read(i):
+        return read_fn(keys[i])
+
+    window = read_fn(keys[0])
+    for w0 in range(0, len(keys), threads):
+        wave = range(w0, min(w0 + threads, len(keys)))
+        tasks = [dask.delayed(run, pure=False)(i, dask.delayed(window, traverse=False) if i == w0 else None)
+                 for i in wave]
+        if wave.stop < len(keys):  # the next wave's first window, read while this wave runs
+            tasks.append(dask.delayed(read, pure=False)(wave.stop))
+        window = None
+        done = dask.compute(*tasks, scheduler="threads", num_workers=len(tasks))
+        window = done[len(wave)] if wave.stop < len(keys) else None
+        for i, result in zip(wave, done):
+            yield keys[i], result

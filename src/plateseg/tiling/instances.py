@@ -32,7 +32,7 @@ import pandas as pd
 from scipy import ndimage as ndi
 
 from plateseg.labels import mask_box, paint_instances
-from plateseg.tiling.grid import Tile, TileSchedule, owned_by_tile
+from plateseg.tiling.grid import Tile, TileSchedule, map_windows, owned_by_tile, tile_grid
 
 __all__ = ["TABLE_COLUMNS", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
 
@@ -72,7 +72,7 @@ def _window_detections(masks, scores, shape):
 
 def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int = 1, *,
                      out=None, start: int = 0, on_tile_written=None, id_stride: int = 1024,
-                     min_area: int = 1, log: logging.Logger | None = None):
+                     min_area: int = 1, threads: int = 1, log: logging.Logger | None = None):
     """Instances of a whole field from a per-window detector, tile by tile (see the module docstring).
 
     Parameters
@@ -101,6 +101,11 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
         Label ids are ``tile.number * id_stride + k``, ``k = 1 .. (owned instances)``.
     min_area : int
         Masks with fewer pixels are ignored.
+    threads : int
+        Batches detected at once, each with the ownership of its instances
+        (:func:`plateseg.tiling.grid.map_windows`; ``detect_fn`` must then be thread-safe); the
+        next batch is read meanwhile. Cores are painted and written in tile order, so the result
+        does not depend on it.
 
     Returns
     -------
@@ -119,6 +124,16 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
     >>> int(lab.max()), tab["label"].tolist(), tab["tile"].tolist(), int((lab > 0).sum())
     (1025, [1025], [1], 100)
     """
+    return _tiled_instances(lambda windows, tiles: detect_fn(windows), read_fn, shape, tile_size, halo, batch_size,
+                            out=out, start=start, on_tile_written=on_tile_written, id_stride=id_stride,
+                            min_area=min_area, threads=threads, log=log)
+
+
+def _tiled_instances(detect, read_fn, shape, tile_size, halo, batch_size: int = 1, *, out=None, start: int = 0,
+                     on_tile_written=None, id_stride: int = 1024, min_area: int = 1, threads: int = 1,
+                     log: logging.Logger | None = None, on_detected=None):
+    """:func:`tiled_instances` with ``detect(windows, tiles)``, and ``on_detected(tile, n)`` called in tile order
+    with the number of detections of each tile's window."""
     log = log or logging.getLogger(__name__)
     h, w = (int(s) for s in shape[-2:])
     sched = TileSchedule((h, w), tile_size, halo, start)
@@ -131,17 +146,19 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
     rows_all = []
 
     def owned_instances(t: Tile, masks, scores):
+        """``(paint items, table rows, detections, owned ones cut by the halo)`` of one tile's window."""
         oy, ox = t.read[0].start, t.read[1].start
         wh, ww = t.read[0].stop - oy, t.read[1].stop - ox
-        cand = []
+        cand, n_detected = [], 0
         for s, y0, x0, y1, x1, crop in _window_detections(masks, scores, (wh, ww)):
+            n_detected += 1
             yy, xx = np.nonzero(crop)
             if len(yy) < max(int(min_area), 1):
                 continue
             cand.append((float(s), y0, x0, y1, x1, crop, oy + y0 + yy.mean(), ox + x0 + xx.mean(),
                          len(yy)))
         if not cand:
-            return [], []
+            return [], [], n_detected, 0
         cen = np.array([[c[6], c[7]] for c in cand])
         owned = [c for c, o in zip(cand, owned_by_tile(cen, t)) if o]
         if len(owned) >= id_stride:
@@ -157,10 +174,7 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
             items.append((label, oy + y0, ox + x0, crop, cy, cx))
             rows.append((label, s, oy + y0, ox + x0, oy + y1, ox + x1, cy, cx, area, t.number,
                          t.index[0], t.index[1], cut))
-        if n_cut:
-            log.warning("tile %d %s: %d owned instance(s) touch the halo's outer edge (larger "
-                        "than the halo allows; their masks may be cut)", t.number, t.index, n_cut)
-        return items, rows
+        return items, rows, n_detected, n_cut
 
     def table(rows):
         df = pd.DataFrame(rows, columns=list(TABLE_COLUMNS))
@@ -173,12 +187,21 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
         arr = np.asarray(read_fn(tiles[j].read))
         return arr[None] if arr.ndim == 2 else arr
 
-    for ids, windows in sched.read_batches(batch_size, read_window):  # the next batch is read meanwhile
-        dets = list(detect_fn(windows))
+    def detect_batch(windows, ids):  # in a worker thread: detection and ownership, no shared state
+        dets = list(detect(windows, [tiles[j] for j in ids]))
         if len(dets) != len(ids):
             raise ValueError(f"detect_fn returned {len(dets)} results for {len(ids)} windows")
-        for j, (masks, scores) in zip(ids, dets):
-            store[j] = owned_instances(tiles[j], masks, scores)
+        return [owned_instances(tiles[j], masks, scores) for j, (masks, scores) in zip(ids, dets)]
+
+    batches = map_windows(detect_batch, lambda ids: [read_window(j) for j in ids], sched.batches(batch_size), threads)
+    for ids, owned in batches:
+        for j, (items, rows, n_detected, n_cut) in zip(ids, owned):
+            store[j] = items, rows
+            if on_detected is not None:
+                on_detected(tiles[j], n_detected)
+            if n_cut:
+                log.warning("tile %d %s: %d owned instance(s) touch the halo's outer edge (larger "
+                            "than the halo allows; their masks may be cut)", j, tiles[j].index, n_cut)
         for t in sched.ready(ids[-1]):
             items = [it for j in sched.neighbours(t) for it in store[j][0]]
             out[t.core] = paint_instances(t.core, items)
@@ -191,7 +214,7 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
     return out, table(rows_all)
 
 
-def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_area: int = 1,
+def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_area: int = 1, threads: int = 1,
                  log: logging.Logger | None = None):
     """Labels of a whole field from a per-window labeller, block by block, each object owned by one block.
 
@@ -199,18 +222,24 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
     window and an object is kept by the block whose core holds its centroid, with its full extent
     (:func:`tiled_instances`). With a halo of at least the largest object's diameter and a labeller
     that sees an object the same in every window holding it whole, the result equals labelling the
-    whole field (up to label ids); only one window and its neighbours' owned objects are in memory.
-    Labels are then made sequential (1..N in block order) in a second pass over the blocks.
+    whole field (up to label ids). ``threads`` blocks are labelled at once (dask, the next block's
+    window read meanwhile: :func:`plateseg.tiling.grid.map_windows`), so ``threads + 1`` windows and the
+    neighbours' owned objects are in memory; the blocks are assembled in block order, so labels, ids and
+    table are the same for any ``threads``. Labels are then made sequential (1..N in block order) in a
+    second pass over the blocks.
 
     Parameters
     ----------
     label_fn : callable
         ``label_fn(window, origin)`` with a ``(c, h, w)`` window whose top-left pixel is ``origin`` in the
-        field returns its ``(h, w)`` integer labels.
+        field returns its ``(h, w)`` integer labels (called from several threads at once when ``threads``
+        > 1: it must not write shared state).
     read_fn, shape, out, min_area, log
         As :func:`tiled_instances` (``out`` e.g. a zarr array, written block by block).
     block_size, halo : int
         Block edge and context in pixels (the halo should be at least the largest object diameter).
+    threads : int
+        Blocks labelled at once (the rule's threads).
 
     Returns
     -------
@@ -228,49 +257,46 @@ def tiled_labels(label_fn, read_fn, shape, block_size, halo, *, out=None, min_ar
     >>> from skimage.measure import label
     >>> img = np.zeros((1, 16, 32)); img[0, 4:10, 10:18] = 1; img[0, 2:4, 26:30] = 1
     >>> lab, tab = tiled_labels(lambda w, origin: label(w[0] > 0.5), lambda s: img[(slice(None),) + s], img.shape,
-    ...                         16, 8)
+    ...                         16, 8, threads=2)
     >>> sorted(np.unique(lab).tolist()), tab["area"].tolist()
     ([0, 1, 2], [48, 8])
     """
-    from plateseg.tiling.grid import tile_grid
-
     log = log or logging.getLogger(__name__)
     h, w = (int(s) for s in shape[-2:])
     n_blocks = len(tile_grid((h, w), block_size, halo))
-    origins, done = [], [0]  # origins of the windows read and not yet labelled, in order; blocks labelled
 
-    def read(index):
-        origins.append((index[0].start, index[1].start))
-        return read_fn(index)
+    def detect(windows, tiles):
+        labels = [np.asarray(label_fn(win, (t.read[0].start, t.read[1].start))) for win, t in zip(windows, tiles)]
+        return [(lab, np.arange(1, int(lab.max(initial=0)) + 1, dtype=np.float64)) for lab in labels]  # score: label
 
-    def detect(windows):
-        results = []
-        for window in windows:
-            lab = np.asarray(label_fn(window, origins.pop(0)))
-            results.append((lab, np.arange(1, int(lab.max()) + 1, dtype=np.float64)))  # score: the window label
-            done[0] += 1
-            log.info("block %d/%d: %d objects in its window", done[0], n_blocks, int(lab.max()))
-        return results
+    def detected(t, n):
+        log.info("block %d/%d: %d objects in its window", t.number + 1, n_blocks, n)
 
     stride = max(1024, (2**32 - 1) // (n_blocks + 1))
-    out, table = tiled_instances(detect, read, shape, block_size, halo, out=out, id_stride=stride,
-                                 min_area=min_area, log=log)
+    out, table = _tiled_instances(detect, read_fn, shape, block_size, halo, out=out, id_stride=stride,
+                                  min_area=min_area, threads=threads, log=log, on_detected=detected)
     table = table.rename(columns={"score": "window_label"}).astype({"window_label": np.int64})
-    return _relabel_blocks(out, table, (h, w), block_size)
+    return _relabel_blocks(out, table, (h, w), block_size, threads)
 
 
-def _relabel_blocks(out, table: pd.DataFrame, shape, block_size):
-    """``out`` relabelled 1..N (ids in increasing order) block by block, and ``table`` with the new ids
-    (rows of objects that lost every pixel to nearer neighbours are dropped)."""
-    from plateseg.tiling.grid import tile_grid
-
+def _relabel_blocks(out, table: pd.DataFrame, shape, block_size, threads: int = 1):
+    """``out`` relabelled 1..N (ids in increasing order) block by block, ``threads`` blocks at a time, and
+    ``table`` with the new ids (rows of objects that lost every pixel to nearer neighbours are dropped)."""
     cores = [t.core for t in tile_grid(shape, block_size, 0)]
-    present = np.unique(np.concatenate([np.unique(np.asarray(out[c])) for c in cores] + [np.zeros(1, np.uint32)]))
+
+    def read(c):
+        return np.asarray(out[c])
+
+    found = [ids for _, ids in map_windows(lambda block, c: np.unique(block), read, cores, threads)]
+    present = np.unique(np.concatenate(found + [np.zeros(1, np.uint32)]))
     present = present[present > 0].astype(np.uint64)
-    for c in cores:
-        block = np.asarray(out[c]).astype(np.uint64)
-        new = np.searchsorted(present, block) + 1
-        out[c] = np.where(block > 0, new, 0).astype(np.uint32)
+
+    def relabelled(block, c):
+        block = block.astype(np.uint64)
+        return np.where(block > 0, np.searchsorted(present, block) + 1, 0).astype(np.uint32)
+
+    for c, block in map_windows(relabelled, read, cores, threads):  # written between reads, in block order
+        out[c] = block
     table = table[table["label"].astype(np.uint64).isin(present)].copy()
     table["label"] = (np.searchsorted(present, table["label"].to_numpy(np.uint64)) + 1).astype(np.uint32)
     return out, table.reset_index(drop=True)
