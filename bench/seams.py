@@ -5,8 +5,10 @@ cluster_fraction 0.6)``, 2 channels, uint16) in a real well store; each post-pro
 labels it twice with the rules' own functions -- the whole field in one window (``block_size`` None) and
 block by block (``--block`` px, halo ``--halo``, each nucleus kept by the block whose core holds its
 centroid) -- and :func:`plateseg.evaluation.agreement.label_agreement` compares the two: whole-field nuclei
-matched at IoU >= 0.9, nuclei split in pieces, extra objects (duplicates, fragments). Each run is its own
-process, so its peak resident memory (``ru_maxrss``) is its own.
+matched at IoU >= 0.9, nuclei split in pieces, extra objects (duplicates, fragments). The block runs are
+repeated with each of ``--block-threads`` (the rules' threads: blocks run in parallel with dask,
+:func:`plateseg.tiling.grid.map_windows`), whose labels must equal the first's array for array. Each run is its
+own process, so its peak resident memory (``VmHWM``) is its own; the 1-minute load average is noted before each.
 
 * **classical**: :func:`plateseg.pipeline.classical.classical_well` with the config's
   ``segmentation.classical`` (blocks: the whole field's threshold, :func:`plateseg.segment.classical.field_threshold`).
@@ -43,6 +45,8 @@ def parse_args(argv=None):
     ap.add_argument("--block", type=int, default=512, help="block edge, pixels")
     ap.add_argument("--halo", type=int, default=64, help="block halo, pixels")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the U-Net")
+    ap.add_argument("--block-threads", type=int, nargs="+", default=[1, 2],
+                    help="threads of the block runs (each a run of its own; the first is the reference)")
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "seams"))
@@ -51,7 +55,8 @@ def parse_args(argv=None):
 
 
 def _in_child(fn, *args, **kwargs):
-    """``fn(*args, **kwargs)`` in a fresh process: ``(seconds, peak resident MB of that process)`` (Linux)."""
+    """``fn(*args, **kwargs)`` in a fresh process: ``(seconds, peak resident MB, CPU seconds of that process)``
+    (Linux)."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -66,18 +71,19 @@ def _noop(*args, **kwargs):
 def _timed(fn, args, kwargs):
     import time
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     fn(*args, **kwargs)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0  # CPU: all the process's threads
     # VmHWM: this process's own peak (ru_maxrss would carry the parent's over fork and exec)
     status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines())
-    return seconds, int(status["VmHWM"].split()[0]) / 1024
+    return seconds, int(status["VmHWM"].split()[0]) / 1024, cpu
 
 
 def main(argv=None):
     args = parse_args(argv)
     out = Path(args.out)
     log = bench_logging(out, ("plateseg",))
+    import os
     import shutil
     import time
 
@@ -125,31 +131,47 @@ def main(argv=None):
                   dict(cytoplasm_out=work / "cytoplasm.zarr", channel=2, settings=cells)),
     }
     baseline_mb = _in_child(_noop)[1]
-    rows = []
+    rows, threads = [], list(args.block_threads)
     for name, (fn, inputs, kw) in steps.items():
+        stem = name.split()[0]
         runs = {}
-        for mode, blocks in (("whole", dict(block_size=None)), ("blocks", dict(block_size=args.block, halo=args.halo))):
-            store = work / f"{name.split()[0]}_{mode}.zarr"
-            runs[mode] = _in_child(fn, *inputs, store, tile_size=256, **kw, **blocks)
-            log.info("%s, %s: %.1f s, peak %.0f MB", name, mode, *runs[mode])
-        whole = read_labels(work / f"{name.split()[0]}_whole.zarr", 1)
-        blocked = read_labels(work / f"{name.split()[0]}_blocks.zarr", 1)
+        blocks = dict(block_size=args.block, halo=args.halo)
+        modes = [("whole", dict(block_size=None))] + [(f"blocks_{n}", dict(blocks, threads=n)) for n in threads]
+        for mode, settings in modes:
+            load = os.getloadavg()[0]
+            runs[mode] = (*_in_child(fn, *inputs, work / f"{stem}_{mode}.zarr", tile_size=256, **kw, **settings), load)
+            log.info("%s, %s: %.1f s, peak %.0f MB, %.1f CPU s (load %.2f before)", name, mode, *runs[mode])
+        whole = read_labels(work / f"{stem}_whole.zarr", 1)
+        blocked = read_labels(work / f"{stem}_blocks_{threads[0]}.zarr", 1)
+        identical = all(np.array_equal(blocked, read_labels(work / f"{stem}_blocks_{n}.zarr", 1)) for n in threads[1:])
         # the nuclei's stores count seams and large objects; cells carry their nucleus's id (no ownership)
-        stats = zarr.open_group(str(work / f"{name.split()[0]}_blocks.zarr"), mode="r").attrs["plateseg"].get(
-            "blocks", {}).get("1", {"on_seams": "-", "cut_by_halo": "-", "blocks": -(-args.size // args.block) ** 2})
+        stats = zarr.open_group(str(work / f"{stem}_blocks_{threads[0]}.zarr"), mode="r").attrs["plateseg"].get(
+            "blocks", {}).get("1", {"on_seams": "-", "cut_by_halo": "-", "blocks": (-(-args.size // args.block)) ** 2})
         agreement = label_agreement(whole, blocked)
         rows.append({"method": name, **agreement, "on_seams": stats["on_seams"], "cut_by_halo": stats["cut_by_halo"],
-                     "blocks": stats["blocks"], "whole_seconds": runs["whole"][0], "blocks_seconds": runs["blocks"][0],
-                     "whole_peak_mb": runs["whole"][1], "blocks_peak_mb": runs["blocks"][1]})
+                     "blocks": stats["blocks"], "identical_across_threads": identical,
+                     "whole_seconds": runs["whole"][0], "whole_peak_mb": runs["whole"][1],
+                     **{f"blocks_{n}t_{k}": runs[f"blocks_{n}"][i] for n in threads
+                        for i, k in enumerate(("seconds", "peak_mb", "cpu_seconds", "load"))}})
         log.info("%s: %s", name, rows[-1])
     frame = pd.DataFrame(rows)
     frame.to_csv(out / "agreement.csv", index=False)
     table = ["| method | objects (whole field) | matched IoU >= 0.9 | split | extra | across a seam | larger than the halo "
              "| whole: s / peak MB | blocks: s / peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
+        n = threads[0]
         table.append(f"| {r['method']} | {r['n_reference']} | {100 * r['matched_fraction']:.2f}% | {r['split']} | "
                      f"{r['extra']} | {r['on_seams']} | {r['cut_by_halo']} | {r['whole_seconds']:.0f} / "
-                     f"{r['whole_peak_mb']:.0f} | {r['blocks_seconds']:.0f} / {r['blocks_peak_mb']:.0f} |")
+                     f"{r['whole_peak_mb']:.0f} | {r[f'blocks_{n}t_seconds']:.0f} / {r[f'blocks_{n}t_peak_mb']:.0f} |")
+    head = " | ".join(f"{n} thread{'s' if n > 1 else ''}: s / cores used / peak MB / load" for n in threads)
+    speed = ["| method | " + head + " | speed-up | labels identical |", "|---|" + "---:|" * (len(threads) + 1) + "---|"]
+    for r in rows:
+        parts = " | ".join(f"{r[f'blocks_{n}t_seconds']:.1f} / "
+                           f"{r[f'blocks_{n}t_cpu_seconds'] / r[f'blocks_{n}t_seconds']:.2f} / "
+                           f"{r[f'blocks_{n}t_peak_mb']:.0f} / {r[f'blocks_{n}t_load']:.2f}" for n in threads)
+        gain = r[f"blocks_{threads[0]}t_seconds"] / r[f"blocks_{threads[-1]}t_seconds"]
+        speed.append(f"| {r['method']} | {parts} | {gain:.2f}x | {'yes' if r['identical_across_threads'] else 'NO'} |")
+    window_px = (args.block + 2 * args.halo) ** 2
     text = f"""{SECTION}
 
 A synthetic {args.size} x {args.size} field of dense touching nuclei (`synth_field` seed {args.seed}, density
@@ -166,9 +188,22 @@ blocks {args.halo} px plus `max_distance`.
 
 {chr(10).join(table)}
 
+Blocks in parallel: the block runs again with the rule's threads {", ".join(map(str, threads))} (`threads` of
+the rule functions: that many blocks at a time with dask's threaded scheduler, the next block's window read
+meanwhile; `plateseg.tiling.grid.map_windows`). Wall time, cores used (the run's CPU time over its wall time:
+the concurrency it got), peak memory and the 1-minute load average just before each run (when other jobs keep
+the cores busy, the scheduler gives the run its share of them whatever its threads); speed-up
+is the {threads[0]}-thread time over the {threads[-1]}-thread time; "labels identical": every run's labels equal the
+{threads[0]}-thread run's array for array. A block window here is {args.block + 2 * args.halo} x
+{args.block + 2 * args.halo} px ({window_px / 1e6:.2f} MP); each further thread holds one more window and its
+intermediate arrays.
+
+{chr(10).join(speed)}
+
 - Not covered here yet: Mask R-CNN (tiled with the same ownership rule by construction; its windows are the
-  model's input, so there is no whole-field run to compare with), the ensemble's pick and measurement (still
-  per whole field).
+  model's input, so there is no whole-field run to compare with), the ensemble's pick and measurement (run
+  block by block too; their blocks equal the whole field's, and threads 3 the serial run's, in
+  `tests/tiling/test_blockwise_seams.py`).
 - Machine (measured by `plateseg.machine`): {machine_text(machine, machine_info())}. Date
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/seams.py", argv)}`; table: `{relative_path(out / 'agreement.csv', REPO)}`.

@@ -415,9 +415,9 @@ def mem_mb(base, per_thread=0):
     return _mem
 
 
-# MB of one more block window and its intermediate arrays, for each further thread of a blockwise rule: about
-# 100 bytes per window pixel (bench/RESULTS.md, "Seams": 2 threads against 1), ~450 MB at 2048 px blocks
-BLOCK_THREAD_MB = -(-(config["tiling"]["block_size"] + 2 * config["tiling"]["block_halo"]) ** 2 * 100 // 2**20)
+# MB of one more block window and its intermediate arrays, for each further thread of a blockwise rule: 90-125
+# bytes per window pixel measured (bench/RESULTS.md, "Seams": 2 threads against 1); 125, ~560 MB at 2048 px blocks
+BLOCK_THREAD_MB = -(-(config["tiling"]["block_size"] + 2 * config["tiling"]["block_halo"]) ** 2 * 125 // 2**20)
 
 
 CONDA_ENV = "../../envs/plateseg.yaml"
