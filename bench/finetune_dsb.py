@@ -2,9 +2,10 @@
 
 Acceptance of issue 12 (fine-tuning). The shipped set ``models/dsb2018-fluo`` kept one grouped fold of
 DSB2018 fluo out of every file (its checkpoints list the images: ``kept_out_ids``). ``--n-tune`` (20) of those
-images, drawn at random with ``--seed``, fine-tune both engines from the shipped weights
-(:func:`plateseg.engines.base.finetune_params`: the set's model and normalisation, a short schedule with a low
-learning rate, what ``models.source: finetune`` does in the workflow); the fold's other images are scored with
+images, drawn at random with ``--seed``, fine-tune both engines from the shipped weights as ``models.source:
+finetune`` does in the workflow (:func:`plateseg.engines.base.finetune_params`: the set's model, normalisation,
+crops and augmentation; the schedule of :data:`plateseg.config.params.FINETUNE_DEFAULTS`; the images zoomed as
+inference would zoom their fields, :func:`plateseg.engines.scale.training_zooms`); the fold's other images are scored with
 the shipped engines and with the fine-tuned ones (U-Net, Mask R-CNN, and the ensemble with the set's picker and
 thresholds: the workflow would also retrain the picker on out-of-fold candidates, which 20 images barely feed).
 
@@ -34,12 +35,10 @@ def parse_args(argv=None):
     ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "finetune_dsb", REPO)
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
     ap.add_argument("--n-tune", type=int, default=20, help="kept-out images the engines are fine-tuned on")
-    ap.add_argument("--unet-steps", type=int, default=300)
-    ap.add_argument("--maskrcnn-steps", type=int, default=100)
-    ap.add_argument("--unet-lr", type=float, default=1e-4)
-    ap.add_argument("--maskrcnn-lr", type=float, default=2e-4)
-    ap.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=None,
-                    help="keep the BatchNorm statistics of the shipped weights (default: finetune_params's)")
+    ap.add_argument("--unet-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
+    ap.add_argument("--maskrcnn-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
+    ap.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=False,
+                    help="keep the BatchNorm statistics of the shipped weights")
     return ap.parse_args(argv)
 
 
@@ -69,8 +68,10 @@ def main(argv=None):
     import torch
     import yaml
 
+    from plateseg.config.params import FINETUNE_DEFAULTS
     from plateseg.engines import maskrcnn, unet
     from plateseg.engines.base import finetune_params
+    from plateseg.engines.scale import training_zooms, zoom_annotated
     from plateseg.ensemble.compare import compare_methods
     from plateseg.ensemble.picker import Picker
     from plateseg.io.annotated import load_annotated
@@ -89,26 +90,29 @@ def main(argv=None):
     test = [it for k, it in enumerate(items) if k not in tune_idx]
     log.info("kept-out fold: %d images; fine-tuning on %d, scoring %d", len(items), len(tune), len(test))
 
-    tuned, seconds, frozen, done = {}, {}, {}, {}
-    plans = {"unet": (unet, unet.UNetParams, unet.train_unet, args.unet_steps, args.unet_lr, 8, 40),
-             "maskrcnn": (maskrcnn, maskrcnn.MaskRCNNParams, maskrcnn.train_maskrcnn, args.maskrcnn_steps,
-                          args.maskrcnn_lr, 4, 25)}
-    for name, (mod, cls, train, steps, lr, batch, epoch_steps) in plans.items():
+    tuned, seconds, frozen, done, schedule, zoom_text = {}, {}, {}, {}, {}, {}
+    plans = {"unet": (unet.UNetParams, unet.train_unet, args.unet_lr),
+             "maskrcnn": (maskrcnn.MaskRCNNParams, maskrcnn.train_maskrcnn, args.maskrcnn_lr)}
+    for name, (cls, train, lr) in plans.items():
         model, meta = shipped[name]
-        params = finetune_params({"epochs": max(1, steps // epoch_steps), "samples_per_epoch": epoch_steps * batch,
-                                  "batch_size": batch, "lr": lr, "warmup_steps": 10, "seed": args.seed,
-                                  "device": "cpu", "amp": False, "num_workers": 0, "val_every": 10**6,
-                                  **{k: meta["params"][k] for k in ("crop_size", "scale_range", "intensity_jitter",
-                                                                    "gamma_range", "background", "blur_sigma",
-                                                                    "noise_std")},
-                                  **({} if args.freeze_bn is None else {"freeze_bn": args.freeze_bn})}, meta, cls)
+        defaults = dict(FINETUNE_DEFAULTS[name], **({} if lr is None else {"lr": lr}))
+        params = finetune_params({**defaults, "seed": args.seed, "device": "cpu", "amp": False, "num_workers": 0,
+                                  "val_every": 10**6, "freeze_bn": args.freeze_bn}, meta, cls)
+        # the zoom inference (segmentation.rescale auto) would give each tuning image's field for this model
+        zooms = training_zooms([it[2] for it in tune], meta)
+        images, masks = zoom_annotated([it[1] for it in tune], [it[2] for it in tune], zooms)
+        zoom_text[name] = ", ".join(f"x{z:g} ({zooms.count(z)} images)" for z in sorted(set(zooms)))
+        log.info("%s: training zooms of the %d tuning images (as inference zooms their fields): %s; crops %d px, "
+                 "scale augmentation %s (the checkpoint's)", name, len(tune), zoom_text[name], params["crop_size"],
+                 params["scale_range"])
         t0 = time.perf_counter()
-        new, history = train([it[1] for it in tune], [it[2] for it in tune], params,
+        new, history = train(images, masks, params,
                              initial_weights={k: v.float() for k, v in model.state_dict().items()})
         seconds[name] = time.perf_counter() - t0
         tuned[name] = (new.eval(), meta)
         frozen[name] = params["freeze_bn"]
         done[name] = sum(rec["steps"] for rec in history)
+        schedule[name] = params
         log.info("%s fine-tuned: %d epochs in %.0f s, final loss %.4f", name, len(history), seconds[name],
                  history[-1]["loss"])
 
@@ -140,13 +144,14 @@ shipped and with the fine-tuned engines (the ensemble with the set's picker and 
 {table_markdown(rows, TABLE)}
 
 - **Fine-tuned minus shipped (DSB mAP): {gains}.**
-- U-Net: {done['unet']} steps (batch 8, lr {args.unet_lr:g}), {seconds['unet']:.0f} s; Mask R-CNN:
-  {done['maskrcnn']} steps (batch 4, lr {args.maskrcnn_lr:g}), {seconds['maskrcnn']:.0f} s; the set's crops and
-  augmentation, warm-up then cosine; BatchNorm statistics of the shipped weights
-  {bn_text(frozen)} during fine-tuning.
-- These settings (the defaults of this script and of `plateseg.engines.base.finetune_params`) were chosen on
-  the set's picker split (its images trained neither engine: {args.n_tune} of them fine-tune, the others are
-  scored), not on this fold.
+- U-Net: {done['unet']} steps (batch {schedule['unet']['batch_size']}, lr {schedule['unet']['lr']:g}),
+  {seconds['unet']:.0f} s; Mask R-CNN: {done['maskrcnn']} steps (batch {schedule['maskrcnn']['batch_size']}, lr
+  {schedule['maskrcnn']['lr']:g}), {seconds['maskrcnn']:.0f} s; the checkpoints' crops and augmentation
+  (`finetune_params`), warm-up then cosine; BatchNorm statistics of the shipped weights {bn_text(frozen)} during
+  fine-tuning. The tuning images are trained on at the zoom inference gives their fields
+  (`plateseg.engines.scale.training_zooms`): U-Net {zoom_text['unet']}, Mask R-CNN {zoom_text['maskrcnn']}.
+- The schedule is the workflow's `models.source: finetune` default (`plateseg.config.params.FINETUNE_DEFAULTS`),
+  chosen on the set's picker split (its images trained neither engine), not on this fold.
 - Machine (measured by `plateseg.machine`): {run.machine_text()}; torch {torch.__version__}, {args.threads}
   threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
 - **Command**: `{command_text("bench/finetune_dsb.py", argv)}`

@@ -45,3 +45,23 @@ def test_the_sets_settings_are_defaults_under_the_config():
     assert merged["ensemble"] == shipped["ensemble"]
     assert with_set_settings({"models": {"source": "train"}}, REPO) == {"models": {"source": "train"}}
     assert with_set_settings({"models": {"set": None}}, REPO) == {"models": {"set": None}}
+
+
+def test_finetune_trains_with_the_finetune_defaults_unless_the_config_sets_them():
+    """models.source finetune: the engines' short low-lr schedule (params.FINETUNE_DEFAULTS), not the schema's
+    from-scratch training defaults (U-Net lr 3e-3, 20 epochs); a key of the run's config wins."""
+    from snakemake.utils import validate
+
+    from plateseg.config.params import FINETUNE_DEFAULTS, engine_settings
+
+    raw = {"input": {"dir": "x"}, "channels": {"names": {"1": "DNA"}, "nuclear": "1"},
+           "models": {"source": "finetune"}, "maskrcnn": {"lr": 5e-5}}
+    config = with_set_settings(raw, REPO)
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    unet, mrcnn = engine_settings(config, "unet"), engine_settings(config, "maskrcnn")
+    assert {k: unet[k] for k in FINETUNE_DEFAULTS["unet"]} == FINETUNE_DEFAULTS["unet"]
+    assert mrcnn["lr"] == 5e-5 and mrcnn["epochs"] == FINETUNE_DEFAULTS["maskrcnn"]["epochs"]
+    # training from scratch keeps the schema's defaults
+    scratch = with_set_settings({**raw, "models": {"source": "train"}}, REPO)
+    validate(scratch, str(REPO / "workflow" / "schemas" / "config.schema.yaml"), set_default=True)
+    assert engine_settings(scratch, "unet")["lr"] != FINETUNE_DEFAULTS["unet"]["lr"]

@@ -214,3 +214,23 @@ def test_field_reader_channels_and_normalisation():
         field_reader(meta, img, channels=[0, 1])
     with pytest.raises(ValueError, match="2-D"):
         field_reader(meta, img[1])
+
+
+def test_finetune_params_keep_the_checkpoints_model_crops_and_augmentation():
+    """Fine-tuning trains the model the way it was trained: architecture, normalisation, crops and augmentation from
+    the checkpoint (its scale_range is also the zoom range inference takes it to cover, so the fine-tuned
+    checkpoint is zoomed as the start one); schedule and validation settings from the run's settings."""
+    from plateseg.engines.base import finetune_params
+    from plateseg.engines.scale import model_scale
+    from plateseg.engines.unet import UNetParams, checkpoint_meta
+
+    start = checkpoint_meta({"decoder_channels": [32, 16, 8, 8], "crop_size": 192, "scale_range": [0.6, 1.6],
+                             "gamma_range": [0.7, 1.4], "noise_std": 0.03, "p_high": 99.0}, nucleus_diameter_range=[10, 48])
+    settings = {"decoder_channels": [64, 32, 16, 16], "crop_size": 128, "scale_range": [0.8, 1.25], "noise_std": 0.0,
+                "lr": 1e-4, "epochs": 3, "p_high": 99.8, "val_watershed": {"mode": "centre", "min_area": 9}}
+    p = UNetParams.coerce(finetune_params(settings, start, UNetParams))
+    assert (p.decoder_channels, p.crop_size, p.scale_range, p.gamma_range, p.noise_std, p.p_high) == (
+        (32, 16, 8, 8), 192, (0.6, 1.6), (0.7, 1.4), 0.03, 99.0)
+    assert (p.lr, p.epochs, p.val_watershed) == (1e-4, 3, {"mode": "centre", "min_area": 9})
+    tuned = checkpoint_meta(p, nucleus_diameter_range=[10, 48])
+    assert model_scale(tuned) == model_scale(start)

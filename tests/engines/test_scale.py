@@ -130,3 +130,22 @@ def test_a_zoomed_field_is_read_window_by_window_and_its_outputs_are_in_field_pi
         assert both / either > 0.8, both / either  # the same masks (this model's instances are weak)
     window = (ftile + 2 * fhalo) ** 2
     assert max(field.reads) <= max(window, 1024) < big.shape[-1] * big.shape[-2]
+
+
+def test_finetuning_zooms_annotated_images_as_inference_zooms_their_fields():
+    """Fine-tuning trains on an annotated image at the zoom inference gives its field (field_zoom, as rule
+    estimate_scale): 6 px nuclei for a model trained on 24-28 px ones are zoomed into that range; nuclei the model
+    covers are not; rescale none / a number apply as at inference."""
+    from plateseg.engines.scale import field_zoom, median_diameter, training_zooms, zoom_annotated
+
+    meta = {"nucleus_diameter_range": [24.0, 28.0], "params": {"scale_range": [0.9, 1.1]}}
+    small, covered = discs((96, 96), 3, 16), discs((200, 200), 13, 50)
+    zooms = training_zooms([small, covered], meta)
+    d = median_diameter(small)
+    assert zooms == [field_zoom("auto", meta, d)[0], 1.0] and zooms[0] == pytest.approx(24.0 / d, abs=1e-3)
+    images, masks = zoom_annotated([(small > 0)[None] * 1.0, (covered > 0)[None] * 1.0], [small, covered], zooms)
+    assert images[0].shape[-2:] == masks[0].shape == (round(96 * zooms[0]),) * 2
+    assert 24.0 * 0.9 <= median_diameter(masks[0]) <= 28.0 * 1.1
+    assert masks[1] is covered and set(np.unique(masks[0])) == set(np.unique(small))
+    assert training_zooms([small], meta, rescale="none") == [1.0]
+    assert training_zooms([small], meta, rescale=0.5) == [0.5]

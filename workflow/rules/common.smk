@@ -234,6 +234,13 @@ def initial_checkpoint(engine):
     return config["models"][engine] if config["models"]["source"] == "finetune" else []
 
 
+def finetune_rescale():
+    """segmentation.rescale for the training rules with models.source finetune (the annotated images are zoomed as
+    inference will zoom their fields for the set's models); None otherwise (training from scratch does not use it,
+    so editing it retrains nothing)."""
+    return config["segmentation"]["rescale"] if config["models"]["source"] == "finetune" else None
+
+
 def oof_inputs(wildcards):
     """Fold k's models of both engines, the fold table and the training data (oof_candidates)."""
     return {

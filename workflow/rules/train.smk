@@ -59,6 +59,7 @@ rule train_unet:
         engine="unet",
         annotations=training_annotations(),
         initial=initial_checkpoint("unet") or None,
+        rescale=finetune_rescale(),
         settings=engine_settings(config, "unet", "all"),
         code=script_code("train_model"),
     log:
@@ -89,6 +90,7 @@ rule train_unet_fold:
         engine="unet",
         annotations=training_annotations(),
         initial=initial_checkpoint("unet") or None,
+        rescale=finetune_rescale(),
         settings=train_params("unet"),
         code=script_code("train_fold"),
     log:
@@ -116,6 +118,7 @@ rule train_maskrcnn:
         engine="maskrcnn",
         annotations=training_annotations(),
         initial=initial_checkpoint("maskrcnn") or None,
+        rescale=finetune_rescale(),
         settings=engine_settings(config, "maskrcnn", "all"),
         code=script_code("train_model"),
     log:
@@ -146,6 +149,7 @@ rule train_maskrcnn_fold:
         engine="maskrcnn",
         annotations=training_annotations(),
         initial=initial_checkpoint("maskrcnn") or None,
+        rescale=finetune_rescale(),
         settings=train_params("maskrcnn"),
         code=script_code("train_fold"),
     log:

@@ -6,4 +6,4 @@ from plateseg.pipeline.validation import train_fold
 setup_logging(snakemake.log[0])
 p = snakemake.params
 train_fold(p.engine, p.annotations, snakemake.wildcards.fold, snakemake.output[0], p.settings, snakemake.input.folds,
-           threads=snakemake.threads, initial=p.initial)
+           threads=snakemake.threads, initial=p.initial, rescale=p.rescale)

@@ -5,4 +5,4 @@ from plateseg.pipeline.train import train_model
 
 setup_logging(snakemake.log[0])
 p = snakemake.params
-train_model(p.engine, p.annotations, snakemake.output[0], p.settings, threads=snakemake.threads, initial=p.initial)
+train_model(p.engine, p.annotations, snakemake.output[0], p.settings, threads=snakemake.threads, initial=p.initial, rescale=p.rescale)

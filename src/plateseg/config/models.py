@@ -100,7 +100,9 @@ def _merge(base: dict, over: dict) -> dict:
 
 def with_set_settings(config: dict, root) -> dict:
     """The config (as loaded, before the schema's defaults) on top of the set's ``settings.yaml``, for
-    ``models.source`` pretrained (the default) or finetune; otherwise the config unchanged.
+    ``models.source`` pretrained (the default) or finetune, and, for finetune, on top of the engines' fine-tune
+    training settings (:data:`plateseg.config.params.FINETUNE_DEFAULTS`: not the ``unet.*`` / ``maskrcnn.*``
+    schema defaults of training from scratch); otherwise the config unchanged.
 
     Examples
     --------
@@ -112,12 +114,22 @@ def with_set_settings(config: dict, root) -> dict:
     {'fg_threshold': 0.6, 'min_area': 30}
     >>> with_set_settings({"models": {"source": "train", "set": "x"}}, root)
     {'models': {'source': 'train', 'set': 'x'}}
+    >>> tuned = with_set_settings({"models": {"source": "finetune", "set": "x"}, "unet": {"epochs": 3}}, root)
+    >>> tuned["unet"]["epochs"], tuned["unet"]["lr"], tuned["maskrcnn"]["lr"]
+    (3, 0.0001, 0.0002)
     """
+    import copy
+
     import yaml
 
+    from plateseg.config.params import FINETUNE_DEFAULTS
+
     models = config.get("models") or {}
-    if models.get("source", "pretrained") == "train":
+    source = models.get("source", "pretrained")
+    if source == "train":
         return config
+    if source == "finetune":
+        config = _merge(copy.deepcopy(FINETUNE_DEFAULTS), config)
     name = models.get("set", DEFAULT_SET)
     if not name:
         return config

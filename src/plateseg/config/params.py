@@ -15,6 +15,7 @@ import dataclasses
 import logging
 
 __all__ = [
+    "FINETUNE_DEFAULTS",
     "MASKRCNN_INFERENCE_KEYS",
     "canonical",
     "classical_settings",
@@ -32,6 +33,16 @@ log = logging.getLogger(__name__)
 # Mask R-CNN config keys that are inference settings, not MaskRCNNParams fields (min_area of the config is the
 # minimum predicted mask area; MaskRCNNParams.min_area is the minimum target area, config target_min_area)
 MASKRCNN_INFERENCE_KEYS = ("score_threshold", "mask_threshold", "min_area")
+
+
+# How models.source finetune trains each engine unless the run's config sets the key (config.models.with_set_settings
+# puts these under the config): a short schedule at a low learning rate from the set's weights (bench/finetune_dsb.py
+# uses the same). U-Net: 7 epochs x 40 steps of 8 crops; Mask R-CNN: 4 epochs x 25 steps of 4 crops. The crops and
+# augmentation are the checkpoint's (plateseg.engines.base.finetune_params), not the config's.
+FINETUNE_DEFAULTS = {
+    "unet": {"epochs": 7, "samples_per_epoch": 320, "batch_size": 8, "lr": 1e-4, "warmup_steps": 10},
+    "maskrcnn": {"epochs": 4, "samples_per_epoch": 100, "batch_size": 4, "lr": 2e-4, "warmup_steps": 10},
+}
 
 
 def canonical(value):

@@ -44,7 +44,7 @@ __all__ = [
     "field_reader",
     "bind_validation",
     "finetune_params",
-    "FINETUNE_DEFAULTS",
+    "AUGMENTATION_KEYS",
     "freeze_batchnorm",
 ]
 
@@ -152,32 +152,38 @@ def params_from_meta(cls, meta: dict):
     return cls.coerce({k: v for k, v in dict(meta.get("params") or {}).items() if k in names})
 
 
-# what fine-tuning does unless its settings say otherwise (chosen on the shipped set's picker split,
-# bench/finetune_dsb.py)
-FINETUNE_DEFAULTS = {"freeze_bn": False}
+# How a model saw its training inputs: its crops and augmentation. Fine-tuning keeps the checkpoint's: the zoom
+# range of the scale augmentation is also the range of nucleus sizes inference takes the model to cover
+# (plateseg.engines.scale.model_scale), so a fine-tuned checkpoint recording other values would be zoomed differently
+AUGMENTATION_KEYS = ("crop_size", "flips", "rot90", "scale_range", "intensity_jitter", "gamma_range", "background",
+                     "blur_sigma", "noise_std")
 
 
 def finetune_params(settings: dict, meta: dict, cls) -> dict:
-    """Settings to fine-tune a checkpoint: the model it is (every field an engine adds to
-    :class:`EngineParams`: architecture, targets, losses; and the normalisation ``p_low`` / ``p_high``)
-    from its ``meta["params"]``; how to train (optimisation, augmentation, runtime, channels) from ``settings``,
-    and :data:`FINETUNE_DEFAULTS` (``freeze_bn``) where ``settings`` does not give them.
+    """Settings to fine-tune a checkpoint: the model it is and how it saw its inputs from its ``meta["params"]``
+    (every field an engine adds to :class:`EngineParams`: architecture, targets, losses; the normalisation
+    ``p_low`` / ``p_high``; the crops and augmentation, :data:`AUGMENTATION_KEYS`); how to train (optimisation,
+    runtime, channels, ``freeze_bn``) and validate (the engine's ``val_*`` fields, ``channels_last``) from
+    ``settings``. The fine-tune training defaults of the workflow are
+    :data:`plateseg.config.params.FINETUNE_DEFAULTS`.
 
     Examples
     --------
-    >>> P = dataclasses.make_dataclass("P", [("width", int, 8)], bases=(EngineParams,))
-    >>> meta = {"params": {"width": 32, "p_high": 99.0, "epochs": 50}}
-    >>> out = finetune_params({"width": 8, "epochs": 3, "p_high": 99.8}, meta, P)
-    >>> out["width"], out["p_high"], out["epochs"], out["freeze_bn"] == FINETUNE_DEFAULTS["freeze_bn"]
-    (32, 99.0, 3, True)
+    >>> P = dataclasses.make_dataclass("P", [("width", int, 8), ("val_mode", str, "a")], bases=(EngineParams,))
+    >>> meta = {"params": {"width": 32, "p_high": 99.0, "epochs": 50, "scale_range": [0.6, 1.6], "val_mode": "b"}}
+    >>> out = finetune_params({"width": 8, "epochs": 3, "p_high": 99.8, "scale_range": [0.8, 1.25], "val_mode": "c"},
+    ...                       meta, P)
+    >>> out["width"], out["p_high"], out["scale_range"], out["epochs"], out["val_mode"]
+    (32, 99.0, [0.6, 1.6], 3, 'c')
     >>> finetune_params({"freeze_bn": True}, meta, P)["freeze_bn"]
     True
     """
-    shared = {f.name for f in dataclasses.fields(EngineParams)} - {"p_low", "p_high", "pixel_size"}
+    names = {f.name for f in dataclasses.fields(cls)}
+    training = ({f.name for f in dataclasses.fields(EngineParams)} - {"p_low", "p_high", "pixel_size"}
+                - set(AUGMENTATION_KEYS)) | {n for n in names if n.startswith("val_") or n == "channels_last"}
     saved = dataclasses.asdict(params_from_meta(cls, meta))
-    out = {k: _plain(v) for k, v in saved.items() if k not in shared}
-    out.update(FINETUNE_DEFAULTS)
-    out.update({k: v for k, v in settings.items() if k in shared})
+    out = {k: _plain(v) for k, v in saved.items() if k not in training}
+    out.update({k: v for k, v in settings.items() if k in training})
     return out
 
 

@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "read_scales",
-           "stored_scales", "zoom_image", "resize_maps", "resize_labels", "field_tiling", "zoomed_maps", "zoomed_masks",
-           "scaled_watershed"]
+__all__ = ["DEFAULT_COVERED", "median_diameter", "diameter_record", "scale_factor", "model_scale", "field_zoom",
+           "training_zooms", "zoom_annotated", "read_scales", "stored_scales", "zoom_image", "resize_maps",
+           "resize_labels", "field_tiling", "zoomed_maps", "zoomed_masks", "scaled_watershed"]
 
 # zoom range a model is taken to cover when its checkpoint records none (the engines' default augmentation)
 DEFAULT_COVERED = (0.8, 1.25)
@@ -112,6 +112,70 @@ def model_scale(meta: dict) -> tuple:
     trained = None if trained is None else (float(trained[0]), float(trained[1]))
     pixel = meta.get("pixel_size")
     return trained, None if pixel is None else float(pixel), covered
+
+
+def field_zoom(rescale, meta=None, diameter: float | None = None, pixel_size: float | None = None) -> tuple:
+    """``(zoom, source)`` that inference gives a field (rule estimate_scale): ``rescale`` (config
+    ``segmentation.rescale``) ``"none"``: 1.0; a number: that zoom; ``"auto"``: the ratio of ``pixel_size`` to the
+    model's (``meta``) when both are known, else :func:`scale_factor` of the field's nucleus ``diameter`` against
+    the model's trained diameters (:func:`model_scale`).
+
+    Examples
+    --------
+    >>> meta = {"nucleus_diameter_range": [10.0, 48.0], "params": {"scale_range": [0.6, 1.6]}}
+    >>> field_zoom("auto", meta, 120.0), field_zoom("auto", meta, 14.0), field_zoom(0.5), field_zoom("none")
+    ((0.4, 'estimated'), (1.0, 'estimated'), (0.5, 'config'), (1.0, 'none'))
+    >>> field_zoom("auto", {"pixel_size": 0.5}, 120.0, pixel_size=0.25)
+    (0.5, 'pixel size')
+    """
+    if rescale == "none":
+        return 1.0, "none"
+    if not isinstance(rescale, str):
+        return float(rescale), "config"
+    trained, model_px, covered = model_scale(meta or {})
+    if model_px is not None and pixel_size:
+        return round(float(pixel_size) / model_px, 3), "pixel size"
+    return scale_factor(diameter, trained, covered), "estimated"
+
+
+def training_zooms(masks, meta, rescale="auto", pixel_size: float | None = None) -> list:
+    """The zoom inference will give the field of each annotated image (:func:`field_zoom`, the image's
+    nucleus diameter measured on its ``masks``) for the model of ``meta``: fine-tuning that model trains on
+    the images at these zooms, the scale its inference will see them at (its scale augmentation then varies
+    around it).
+
+    Examples
+    --------
+    >>> lab = np.zeros((40, 40), int)
+    >>> for k in range(5): lab[2 + 7 * k: 6 + 7 * k, 2:6] = k + 1
+    >>> meta = {"nucleus_diameter_range": [10.0, 48.0], "params": {"scale_range": [0.6, 1.6]}}
+    >>> training_zooms([lab, np.kron(lab, np.ones((4, 4), int))], meta)   # 4.5 px nuclei zoomed; 18 px not
+    [2.216, 1.0]
+    """
+    return [field_zoom(rescale, meta, median_diameter(m), pixel_size)[0] for m in masks]
+
+
+def zoom_annotated(images, masks, factors) -> tuple:
+    """``(images, masks)`` of annotated images each zoomed by its factor (:func:`zoom_image` and
+    :func:`resize_labels` to the zoomed size; a factor of 1.0 leaves the pair as it is).
+
+    Examples
+    --------
+    >>> imgs, labs = zoom_annotated([np.ones((1, 10, 20))], [np.ones((10, 20), np.uint16)], [2.0])
+    >>> imgs[0].shape, labs[0].shape, labs[0].dtype
+    ((1, 20, 40), (20, 40), dtype('uint16'))
+    """
+    out_images, out_masks = [], []
+    for image, mask, factor in zip(images, masks, factors):
+        if factor == 1.0:
+            out_images.append(image)
+            out_masks.append(mask)
+            continue
+        img = np.asarray(image)
+        zoomed = zoom_image(img if img.ndim == 3 else img[None], factor)
+        out_images.append(zoomed)
+        out_masks.append(resize_labels(mask, zoomed.shape[-2:]))
+    return out_images, out_masks
 
 
 def read_scales(path) -> dict:

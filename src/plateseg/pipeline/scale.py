@@ -109,14 +109,16 @@ def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str
     fields = list_fields(image)
     record = {"rescale": rescale, "model": None, "fields": {}}
     if rescale == "none" or not isinstance(rescale, str):
-        factor, source = (1.0, "none") if rescale == "none" else (float(rescale), "config")
+        from plateseg.engines.scale import field_zoom
+
+        factor, source = field_zoom(rescale)
         for f in fields:
             record["fields"][str(f)] = {"diameter": None, "factor": factor, "source": source}
             log.info("field %d: zoom %.3f (segmentation.rescale: %s)", f, factor, rescale)
     else:
         import importlib
 
-        from plateseg.engines.scale import model_scale, scale_factor
+        from plateseg.engines.scale import field_zoom, model_scale
         from plateseg.pipeline.run import torch_device
 
         module = importlib.import_module(f"plateseg.engines.{engine}")
@@ -131,14 +133,15 @@ def estimate_well_scale(image, out, rescale="auto", checkpoint=None, engine: str
         for i, f in enumerate(fields, start=1):
             entry = {"diameter": None, "factor": 1.0, "source": "estimated"}
             if model_px is not None and pixel_size:
-                entry.update(factor=round(float(pixel_size) / model_px, 3), source="pixel size")
+                factor, source = field_zoom(rescale, meta, pixel_size=pixel_size)
+                entry.update(factor=factor, source=source)
             elif trained is not None:
                 arr = open_field(image, f)
                 probes = {z: _probe(engine, model, meta, arr, channel, crop, settings, tile_size, halo, batch_size, z)
                           for z in PROBE_ZOOMS}
                 best = max(PROBE_ZOOMS, key=lambda z: (probes[z][1], z == 1.0))
                 d = probes[best][0]
-                entry.update(diameter=None if d is None else round(d, 2), factor=scale_factor(d, trained, covered),
+                entry.update(diameter=None if d is None else round(d, 2), factor=field_zoom(rescale, meta, d)[0],
                              probes={str(z): {"diameter": None if v[0] is None else round(v[0], 2),
                                               "confidence": round(v[1], 3)} for z, v in probes.items()})
             record["fields"][str(f)] = entry

@@ -16,7 +16,7 @@ PARAMS = {"unet": "UNetParams", "maskrcnn": "MaskRCNNParams"}
 
 
 def train_model(engine: str, annotations, out, settings: dict, threads: int | None = None, fold: str = "all",
-                folds=None, validate=None, initial=None) -> dict:
+                folds=None, validate=None, initial=None, rescale="auto") -> dict:
     """Rules train_unet, train_maskrcnn: train ``engine`` on every annotated image and save its checkpoint
     at ``out`` (the model inference uses).
 
@@ -44,7 +44,11 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     initial : path-like, optional
         Fine-tune this checkpoint (``models.source: finetune``): the model (architecture, targets,
         normalisation) is the checkpoint's, training starts from its weights, and only the training
-        settings come from ``settings`` (:func:`plateseg.engines.base.finetune_params`).
+        settings come from ``settings`` (:func:`plateseg.engines.base.finetune_params`). The annotated images
+        are zoomed as inference will zoom their fields for that model (``rescale``,
+        :func:`plateseg.engines.scale.training_zooms`), so fine-tuning trains at the scale inference runs at.
+    rescale : "auto", "none" or float
+        Config ``segmentation.rescale`` (only used with ``initial``).
 
     Returns
     -------
@@ -53,30 +57,38 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     """
     import importlib
 
-    from plateseg.engines.scale import diameter_record
+    from plateseg.engines.scale import diameter_record, training_zooms, zoom_annotated
     from plateseg.io.annotated import data_hash, fold_split, load_annotated
     from plateseg.pipeline.run import torch_device
 
     module = importlib.import_module(f"plateseg.engines.{engine}")
     params = dict(settings, device=torch_device(threads))
     items, _ = load_annotated(annotations)
-    by_id = {image_id: (image, mask) for image_id, image, mask in items}
-    train_ids, val_ids = fold_split(list(by_id), folds, str(fold))
-    log.info("%s fold %s: %d training images, %d held out (%s)", engine, fold, len(train_ids), len(val_ids), annotations)
-    val = ([by_id[i][0] for i in val_ids], [by_id[i][1] for i in val_ids]) if val_ids else None
-    # the nucleus sizes it learns (segmentation.rescale auto zooms fields outside them); a fine-tuned model keeps
-    # those of the model it starts from
-    weights, extra = None, diameter_record([by_id[i][1] for i in train_ids])
+    weights, tuned = None, {}
     if initial:
         from plateseg.engines.base import finetune_params
 
         start, start_meta = module.load_checkpoint(initial, "cpu")
         weights = start.state_dict()
         params = finetune_params(params, start_meta, getattr(module, PARAMS[engine]))
-        extra = {**extra, "finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
+        # train on the images at the zoom inference will give their fields for this model
+        zooms = training_zooms([m for _, _, m in items], start_meta, rescale, settings.get("pixel_size"))
+        images, masks = zoom_annotated([i for _, i, _ in items], [m for _, _, m in items], zooms)
+        items = [(image_id, image, mask) for (image_id, _, _), image, mask in zip(items, images, masks)]
+        zoomed = {z: zooms.count(z) for z in sorted(set(zooms))}
+        log.info("fine-tuning %s (model, normalisation, crops and augmentation of the checkpoint; training settings "
+                 "of the config); annotated images zoomed as inference will (segmentation.rescale %s): %s", initial,
+                 rescale, ", ".join(f"x{z:g} {n} images" for z, n in zoomed.items()))
+        # a fine-tuned model keeps the nucleus sizes of the model it starts from (its images are zoomed to them)
+        tuned = {"finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
                  **{k: start_meta[k] for k in ("nucleus_diameter", "nucleus_diameter_range", "model_set")
                     if k in start_meta}}
-        log.info("fine-tuning %s (model and normalisation of the checkpoint; training settings of the config)", initial)
+    by_id = {image_id: (image, mask) for image_id, image, mask in items}
+    train_ids, val_ids = fold_split(list(by_id), folds, str(fold))
+    log.info("%s fold %s: %d training images, %d held out (%s)", engine, fold, len(train_ids), len(val_ids), annotations)
+    val = ([by_id[i][0] for i in val_ids], [by_id[i][1] for i in val_ids]) if val_ids else None
+    # the nucleus sizes it learns (segmentation.rescale auto zooms fields outside them), unless fine-tuned
+    extra = {**diameter_record([by_id[i][1] for i in train_ids]), **tuned}
     train = getattr(module, f"train_{engine}")
     model, history = train([by_id[i][0] for i in train_ids], [by_id[i][1] for i in train_ids], params,
                            log=logging.getLogger(f"plateseg.engines.{engine}"), val=val, validate=validate,

@@ -102,17 +102,17 @@ VALIDATORS = {"unet": validate_unet, "maskrcnn": validate_maskrcnn}
 
 
 def train_fold(engine: str, annotations, fold, out, settings: dict, folds, threads: int | None = None,
-               initial=None) -> dict:
+               initial=None, rescale="auto") -> dict:
     """Rules train_unet_fold, train_maskrcnn_fold: train ``engine`` without fold ``fold`` of the ``folds``
     table, validated on it every ``val_every`` epochs, and save the checkpoint at ``out``.
 
     Parameters are those of :func:`plateseg.pipeline.train.train_model` (``initial``: fine-tune that
-    checkpoint), plus ``fold`` (a fold number) and ``folds`` (the fold table). Returns the checkpoint's metadata (``fold``, ``train_ids``, ``val_ids``).
+    checkpoint, its images zoomed as ``rescale`` zooms at inference), plus ``fold`` (a fold number) and ``folds`` (the fold table). Returns the checkpoint's metadata (``fold``, ``train_ids``, ``val_ids``).
     """
     from plateseg.pipeline.train import train_model
 
     return train_model(engine, annotations, out, settings, threads=threads, fold=str(fold),
-                       folds=read_table(folds), validate=VALIDATORS[engine], initial=initial)
+                       folds=read_table(folds), validate=VALIDATORS[engine], initial=initial, rescale=rescale)
 
 
 def cross_validate_unet(models, annotations, out, watershed: dict, tile_size: int, halo: int, batch_size: int,
