@@ -14,6 +14,11 @@ own process, so its peak resident memory (``VmHWM``) is its own; the 1-minute lo
   ``segmentation.classical`` (blocks: the whole field's threshold, :func:`plateseg.segment.classical.field_threshold`).
 * **unet + watershed**: the shipped U-Net (``models/dsb2018-fluo``) predicts the maps once, tiled as in rule
   ``infer_unet``; :func:`plateseg.pipeline.watershed.watershed_well` with the set's watershed settings.
+* **maskrcnn**: the shipped Mask R-CNN, :func:`plateseg.pipeline.infer.infer_well_instances` in tiles of
+  ``--block`` against tiles of twice that (no whole-field input is possible: torchvision pastes every mask at the
+  window's size).
+* **ensemble**: :func:`plateseg.pipeline.pick.pick_well` with the set's picker on the watershed's and the Mask
+  R-CNN's candidates.
 * **cells**: :func:`plateseg.pipeline.cells.cells_well` with the config's ``cells.propagation`` on the synthetic
   cytoplasm stain (``cell_channel``), seeded by the true nuclei (blocks: the field's stain levels, each pixel
   from its block's window).
@@ -62,6 +67,23 @@ def _in_child(fn, *args, **kwargs):
 
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
         return pool.submit(_timed, fn, args, kwargs).result()
+
+
+def _maskrcnn(image, checkpoint, out, tile_size, halo, settings):
+    """Rule infer_maskrcnn's function on ``image`` with tiles of ``tile_size`` (its table beside ``out``)."""
+    from plateseg.pipeline.infer import infer_well_instances
+
+    infer_well_instances(image, checkpoint, out, Path(str(out).replace(".zarr", ".parquet")), channels=[0],
+                         tile_size=tile_size, halo=halo, batch_size=2, device="cpu", **settings)
+
+
+def _pick(maps, unet, maskrcnn, picker, out, tile_size, settings, block_size=None, halo=64, threads=1):
+    """Rule pick's function (the ensemble): labels at ``out``, picks table beside it."""
+    from plateseg.pipeline.pick import pick_well
+
+    pick_well(maps, unet, maskrcnn, Path(str(maskrcnn).replace(".zarr", ".parquet")), picker, out,
+              Path(str(out).replace(".zarr", ".parquet")), tile_size=tile_size, block_size=block_size, halo=halo,
+              threads=threads, **settings)
 
 
 def _noop(*args, **kwargs):
@@ -118,17 +140,30 @@ def main(argv=None):
     config = workflow_config(args.config)
     classical, cells = classical_settings(config), cell_settings(config)
     set_dir = Path(args.set_dir)
-    watershed = dict(yaml.safe_load((set_dir / "settings.yaml").read_text())["watershed"])
+    watershed = dict(yaml.safe_load((set_dir / "settings.yaml").read_text())["watershed"])  # the set's settings
     watershed["mode"] = watershed.pop("markers")
     t_maps = time.perf_counter()
     infer_well_maps(work / "image.zarr", set_dir / "unet.pt", work / "unet.zarr", channels=[0], halo=32,
                     batch_size=4, device="cpu", log=log)
     maps_seconds = time.perf_counter() - t_maps
+    # Mask R-CNN: its windows are the model's input (torchvision pastes every detection's mask at the window's
+    # full size, so a whole 4,096 px field is no possible input): tiles of --block against tiles of twice that
+    set_settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
+    detection = dict(set_settings["maskrcnn"])
+    mrcnn = {}
+    for mode, tile in (("reference", 2 * args.block), ("blocks", args.block)):
+        load = os.getloadavg()[0]
+        mrcnn[mode] = (*_in_child(_maskrcnn, work / "image.zarr", set_dir / "maskrcnn.pt",
+                                  work / f"maskrcnn_{mode}.zarr", tile, args.halo, detection), load)
+        log.info("maskrcnn, tiles of %d: %.1f s, peak %.0f MB, %.1f CPU s (load %.2f before)", tile, *mrcnn[mode])
     steps = {
         "classical": (classical_well, (work / "image.zarr",), dict(channel=0, settings=classical)),
         "unet + watershed": (watershed_well, (work / "unet.zarr",), dict(settings=watershed)),
         "cells": (cells_well, (work / "image.zarr", work / "nuclei.zarr"),
                   dict(cytoplasm_out=work / "cytoplasm.zarr", channel=2, settings=cells)),
+        # the ensemble's candidates: the whole-field watershed (run above) and the Mask R-CNN of tiles of --block
+        "ensemble": (_pick, (work / "unet.zarr", work / "unet_whole.zarr", work / "maskrcnn_blocks.zarr",
+                             set_dir / "picker.json"), dict(settings=dict(set_settings["ensemble"]))),
     }
     baseline_mb = _in_child(_noop)[1]
     rows, threads = [], list(args.block_threads)
@@ -154,7 +189,12 @@ def main(argv=None):
                      **{f"blocks_{n}t_{k}": runs[f"blocks_{n}"][i] for n in threads
                         for i, k in enumerate(("seconds", "peak_mb", "cpu_seconds", "load"))}})
         log.info("%s: %s", name, rows[-1])
-    frame = pd.DataFrame(rows)
+    reference = read_labels(work / "maskrcnn_reference.zarr", 1)
+    mrcnn_row = {"method": "maskrcnn", **label_agreement(reference, read_labels(work / "maskrcnn_blocks.zarr", 1)),
+                 "reference_seconds": mrcnn["reference"][0], "reference_peak_mb": mrcnn["reference"][1],
+                 "blocks_seconds": mrcnn["blocks"][0], "blocks_peak_mb": mrcnn["blocks"][1]}
+    log.info("maskrcnn: %s", mrcnn_row)
+    frame = pd.DataFrame(rows + [mrcnn_row])
     frame.to_csv(out / "agreement.csv", index=False)
     table = ["| method | objects (whole field) | matched IoU >= 0.9 | split | extra | across a seam | larger than the halo "
              "| whole: s / peak MB | blocks: s / peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -200,10 +240,19 @@ intermediate arrays.
 
 {chr(10).join(speed)}
 
-- Not covered here yet: Mask R-CNN (tiled with the same ownership rule by construction; its windows are the
-  model's input, so there is no whole-field run to compare with), the ensemble's pick and measurement (run
-  block by block too; their blocks equal the whole field's, and threads 3 the serial run's, in
-  `tests/tiling/test_blockwise_seams.py`).
+Mask R-CNN (the shipped model, the set's detection settings `{detection}`): its windows are the model's
+input, and torchvision pastes every detection's mask at its window's full size (detections x window pixels), so a
+whole {args.size} px field is no possible input; instead the field in tiles of {args.block} px against tiles of
+{2 * args.block} px, both with a halo of {args.halo} px (each instance kept by the tile whose core holds its
+centroid): **{mrcnn_row['n_reference']} instances (tiles of {2 * args.block}), {100 * mrcnn_row['matched_fraction']:.2f}%
+matched at IoU >= 0.9, {mrcnn_row['split']} split, {mrcnn_row['extra']} extra**; {mrcnn['reference'][0]:.0f} s /
+{mrcnn['reference'][1]:.0f} MB against {mrcnn['blocks'][0]:.0f} s / {mrcnn['blocks'][1]:.0f} MB. The ensemble row
+picks among the whole-field watershed's nuclei and the Mask R-CNN instances of tiles of {args.block} px with the
+set's picker (`{relative_path(set_dir / 'picker.json', REPO)}`, `{set_settings['ensemble']}`), the whole field at once
+against block by block (the field-level picker features from the whole field in both).
+
+- Not covered here: measurement (run block by block too; its table equals the whole field's, and threads 3 the
+  serial run's, in `tests/tiling/test_blockwise_seams.py`).
 - Machine (measured by `plateseg.machine`): {machine_text(machine, machine_info())}. Date
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/seams.py", argv)}`; table: `{relative_path(out / 'agreement.csv', REPO)}`.
