@@ -65,7 +65,7 @@ TABLE = [("DSB mAP", "mean_dsb_map"), ("Dice", "mean_dice"), ("Precision@0.7", "
          ("AP50", "coco_AP50"), ("AP75", "coco_AP75"), ("F1@0.5", "pooled_f1_50"), ("n pred", "total_n_pred")]
 
 
-def tune_pick(table, labels, truths, picker_params, log, types=None):
+def tune_pick(table, labels, truths, picker_params, log, types=None, extra=None):
     """``(min_iou, nms_iou, grid)``: the pick thresholds of the best DSB mAP on annotated images whose
     candidates' IoUs are each predicted by a picker trained on the other images, so that no image is scored
     by a picker that saw it. ``table``/``labels`` are :func:`plateseg.pipeline.candidates.image_candidates`
@@ -74,8 +74,13 @@ def tune_pick(table, labels, truths, picker_params, log, types=None):
     Without ``types`` the images are dealt into 5 groups and the score is the mean over images. With
     ``types`` (image id -> acquisition type), each type is held out in turn (the picker never saw the type
     of the images it predicts, as on a user's new microscope) and the score is the mean over types of the
-    per-type mAP, so that one frequent type does not choose the thresholds for all."""
+    per-type mAP, so that one frequent type does not choose the thresholds for all.
+
+    ``extra`` (optional) holds more training candidates of copies of these images (``downscaled_copies``) with a
+    ``source`` column (the image each copy was made from): a copy is held out with its source, so no image is
+    scored by a picker that saw it or any copy of it; copies are never scored."""
     import numpy as np
+    import pandas as pd
 
     from plateseg.ensemble.pick import pick
     from plateseg.ensemble.picker import cross_validated_predictions
@@ -86,7 +91,12 @@ def tune_pick(table, labels, truths, picker_params, log, types=None):
     group = ({image_id: k % 5 for k, image_id in enumerate(images)} if types is None
              else {image_id: types[image_id] for image_id in images})
     table["group"] = table["image"].map(group)
-    table["predicted_iou"] = cross_validated_predictions(table, picker_params, group="group")
+    if extra is not None and len(extra):
+        copies = extra.drop(columns=["source"]).assign(group=extra["source"].map(group).to_numpy())
+        both = pd.concat([table, copies], ignore_index=True)
+        table["predicted_iou"] = cross_validated_predictions(both, picker_params, group="group")[:len(table)]
+    else:
+        table["predicted_iou"] = cross_validated_predictions(table, picker_params, group="group")
     by_image = dict(tuple(table.groupby("image")))
     truth_of = dict(zip(labels, truths))
     grid = []

@@ -22,6 +22,10 @@ Stages (``--stage``, default all in order):
 ``ensemble``
     thresholds on the picker split, candidates of the picker split and the kept-out fold, the picker, and
     the scores of classical / U-Net / Mask R-CNN / ensemble / oracle on the kept-out fold -> ``<out>/ensemble``.
+    The picker also trains on the candidates of *downscaled copies* of the picker-split images
+    (:func:`plateseg.pipeline.candidates.downscaled_copies`: nuclei shrunk to median diameters
+    ``--picker-copies``, default 12 and 16 px; still images no engine saw), so that it learns small nuclei
+    (the picker split has few images of them); in the threshold tuning each copy is held out with its source.
 ``loto``
     leave-one-type-out: for each of the ``--loto-types`` largest image types (types: image sizes; each DSB2018
     size is one or a few acquisitions), a short U-Net run (``--loto-minutes``) on the engine images of the other
@@ -62,6 +66,11 @@ def parse_args(argv=None):
     ap.add_argument("--loto-minutes", type=float, default=4.0,
                     help="wall-time budget of each leave-one-type-out U-Net")
     ap.add_argument("--loto-types", type=int, default=3, help="how many of the largest image types are left out")
+    ap.add_argument("--picker-copies", type=float, nargs="*", default=[12.0, 16.0], metavar="PX",
+                    help="median nucleus diameters (px) of the downscaled copies of the picker-split images whose "
+                         "candidates the picker also trains on (none: no copies)")
+    ap.add_argument("--picker-copies-max-zoom", type=float, default=0.85,
+                    help="largest zoom of a copy (a copy needing more is not made)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 2-minute budgets, few images")
     return ap.parse_args(argv)
 
@@ -137,7 +146,7 @@ def stage_ensemble(args, run):
     from plateseg.ensemble.compare import compare_methods
     from plateseg.ensemble.picker import PickerParams, train_picker
     from plateseg.evaluation.metrics import dsb_map_dataset
-    from plateseg.pipeline.candidates import image_candidates
+    from plateseg.pipeline.candidates import downscaled_copies, image_candidates
     from plateseg.segment.classical import segment_classical
 
     out, log = Path(args.out), run.log
@@ -177,9 +186,20 @@ def stage_ensemble(args, run):
     t0 = time.perf_counter()
     val_table, val_labels = image_candidates(val, engines["unet"], engines["maskrcnn"], TILE, HALO, 2, watershed,
                                              detection, "cpu", name="picker split")
+    # more small-nucleus training candidates: shrunk copies of the picker-split images (no engine saw them at
+    # any scale), each held out with its source image in the tuning below
+    copies = downscaled_copies(val, args.picker_copies or (), max_zoom=args.picker_copies_max_zoom)
+    copy_table, _ = image_candidates([c[:3] for c in copies], engines["unet"], engines["maskrcnn"], TILE, HALO, 2,
+                                     watershed, detection, "cpu", name="picker-split copies")
+    if len(copy_table):
+        copy_table["source"] = copy_table["image"].map({c[0]: c[3] for c in copies})
     types = picker_types(val)
-    min_iou, nms_iou, pick_grid = tune_pick(val_table, val_labels, val_truths, picker_params, log, types=types)
-    picker = train_picker(val_table, params=picker_params, log=log)
+    min_iou, nms_iou, pick_grid = tune_pick(val_table, val_labels, val_truths, picker_params, log, types=types,
+                                            extra=copy_table)
+    picker = train_picker(pd.concat([val_table, copy_table.drop(columns=["source"], errors="ignore")],
+                                    ignore_index=True), params=picker_params, log=log)
+    picker.meta["copies"] = {"diameters": list(args.picker_copies or ()), "max_zoom": args.picker_copies_max_zoom,
+                             "n_copies": len(copies), "n_candidates": int(len(copy_table))}
     picker.save(ens / "picker.json")
     picker.importances().to_csv(ens / "importances.csv", index=False)
     picker_seconds = time.perf_counter() - t0
@@ -211,6 +231,7 @@ def stage_ensemble(args, run):
         "classical_grid_map": cl_grid_map, "n_test": len(test), "n_val": len(val), "n_train": len(train),
         "n_test_objects": int(sum(len(np.unique(g)) - 1 for g in truths.values())),
         "n_val_candidates": len(val_table), "n_test_candidates": len(test_table),
+        "copies": picker.meta["copies"],
         "seconds": {"tuning": tuning_seconds, "picker": picker_seconds, "kept_out": test_seconds},
         "machine": run.machine_text(), "tile": TILE, "halo": HALO,
     }
@@ -396,7 +417,7 @@ Split (`plateseg.pipeline.bench.dsb_split`, groups of near-duplicate crops kept 
 - **kept out of every file of the set**: grouped fold {args.fold} of `grouped_folds(k={args.k}, seed=0)`,
   {len(test)} images, {ens['n_test_objects']} nuclei; chosen before training, used only for the scores below;
 - **picker split**: {len(val)} images (grouped fold 0 of {args.val_groups_k} of the rest): neither engine trained on
-  them; the thresholds are chosen on them and the picker trains on their {ens['n_val_candidates']} candidates;
+  them; the thresholds are chosen on them and the picker trains on their {ens['n_val_candidates']} candidates{copies_text(ens)};
 - **engine training**: the other {len(train)} images.
 
 ## Command
@@ -445,6 +466,16 @@ Weights and picker: CC0-1.0, like the training data (DSB2018 stage1_train, Broad
         card += "\n" + loto.read_text()
     (dest / "README.md").write_text(card)
     log.info("wrote %s (%s)", dest, ", ".join(f"{k} {v / 1e6:.1f} MB" for k, v in sizes.items()))
+
+
+def copies_text(ens) -> str:
+    """The card's words on the picker's downscaled copies (nothing for a run without them)."""
+    c = ens.get("copies") or {}
+    if not c.get("n_copies"):
+        return ""
+    return (f" and the {c['n_candidates']} candidates of {c['n_copies']} downscaled copies of them (nuclei shrunk to "
+            f"median diameters of {', '.join(f'{d:g}' for d in c['diameters'])} px, zoom at most {c['max_zoom']:g}; "
+            "`downscaled_copies`), held out with their source image when the pick thresholds are chosen")
 
 
 def cmd_text(args) -> str:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from plateseg.io.files import read_table, write_table
 
-__all__ = ["engine_predictions", "image_candidates", "oof_candidates"]
+__all__ = ["engine_predictions", "image_candidates", "downscaled_copies", "oof_candidates"]
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,62 @@ def image_candidates(items, unet, maskrcnn, tile_size: int, halo: int, batch_siz
                  "(%.0f s)", name, i, len(items), image_id, int(labs["unet"].max()), int(labs["maskrcnn"].max()),
                  table["iou"].mean() if len(table) else float("nan"), time.perf_counter() - t0)
     return (pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()), labels
+
+
+def downscaled_copies(items, diameters=(11.0, 15.0), max_zoom: float = 0.85, min_objects: int = 5):
+    """Shrunk copies of annotated images whose nuclei are brought to each target diameter (more small-nucleus
+    candidates for the picker from the same held-out images).
+
+    For each image and each target ``d`` of ``diameters``, the zoom is ``d / D`` with ``D`` the image's median
+    true nucleus diameter (:func:`plateseg.engines.scale.median_diameter`); zooms above ``max_zoom`` are skipped
+    (only shrinking: a copy must differ from its source), as are images with fewer than ``min_objects`` nuclei.
+    The image is zoomed by :func:`plateseg.engines.scale.zoom_image` (linear, anti-aliased), the truth by
+    nearest neighbour to the same shape; nuclei that vanish are gone from the copy's truth (its labels are
+    renumbered 1..n).
+
+    Parameters
+    ----------
+    items : list of tuple
+        ``(image id, (C, h, w) image, true labels)`` items.
+    diameters : sequence of float
+        Target median nucleus diameters (pixels) of the copies.
+    max_zoom : float
+        The largest zoom made (below 1).
+    min_objects : int
+        Images with fewer true nuclei get no copies.
+
+    Returns
+    -------
+    list of tuple
+        ``(copy id, image, labels, source id, zoom)``; the copy id is ``"<source id>@<zoom:.3f>"``. Every copy
+        must be grouped with its source whenever images are held out (it is the same field).
+
+    Examples
+    --------
+    >>> lab = np.zeros((64, 64), np.uint16)
+    >>> for k in range(6): lab[4 + 10 * k: 14 + 10 * k, 20:30] = k + 1
+    >>> copies = downscaled_copies([("a", np.ones((1, 64, 64)), lab)], diameters=(5.6, 20.0))
+    >>> [(c[0], c[1].shape, int(c[2].max()), c[3]) for c in copies]
+    [('a@0.496', (1, 32, 32), 6, 'a')]
+    """
+    from skimage.segmentation import relabel_sequential
+
+    from plateseg.engines.scale import median_diameter, resize_labels, zoom_image
+
+    out = []
+    for image_id, image, truth in items:
+        diameter = median_diameter(truth, min_objects=min_objects)
+        if diameter is None:
+            continue
+        for target in diameters:
+            zoom = round(float(target) / diameter, 3)
+            if zoom > max_zoom or zoom <= 0:
+                continue
+            small = zoom_image(image, zoom)
+            lab = resize_labels(np.asarray(truth), small.shape[-2:])
+            lab = relabel_sequential(lab)[0]
+            out.append((f"{image_id}@{zoom:.3f}", small, lab, image_id, zoom))
+    return out
 
 
 def oof_candidates(fold, unet, maskrcnn, folds, annotations, table_out, labels_out, tile_size: int, halo: int,
