@@ -15,8 +15,8 @@ own process, so its peak resident memory (``VmHWM``) is its own; the 1-minute lo
 * **unet + watershed**: the shipped U-Net (``models/dsb2018-fluo``) predicts the maps once, tiled as in rule
   ``infer_unet``; :func:`plateseg.pipeline.watershed.watershed_well` with the set's watershed settings.
 * **maskrcnn**: the shipped Mask R-CNN, :func:`plateseg.pipeline.infer.infer_well_instances` in tiles of
-  ``--block`` against tiles of twice that (no whole-field input is possible: torchvision pastes every mask at the
-  window's size).
+  ``--block`` against larger tiles (``--maskrcnn-reference``; no whole-field input is possible: torchvision pastes
+  every mask at the window's size).
 * **ensemble**: :func:`plateseg.pipeline.pick.pick_well` with the set's picker on the watershed's and the Mask
   R-CNN's candidates.
 * **cells**: :func:`plateseg.pipeline.cells.cells_well` with the config's ``cells.propagation`` on the synthetic
@@ -50,6 +50,9 @@ def parse_args(argv=None):
     ap.add_argument("--block", type=int, default=512, help="block edge, pixels")
     ap.add_argument("--halo", type=int, default=64, help="block halo, pixels")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of the U-Net")
+    ap.add_argument("--maskrcnn-reference", type=int, default=768,
+                    help="Mask R-CNN's reference tile, px (its masks take detections x window pixels: tiles of 1,024 "
+                         "px on this field needed over 21 GB)")
     ap.add_argument("--block-threads", type=int, nargs="+", default=[1, 2],
                     help="threads of the block runs (each a run of its own; the first is the reference)")
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
@@ -74,7 +77,7 @@ def _maskrcnn(image, checkpoint, out, tile_size, halo, settings):
     from plateseg.pipeline.infer import infer_well_instances
 
     infer_well_instances(image, checkpoint, out, Path(str(out).replace(".zarr", ".parquet")), channels=[0],
-                         tile_size=tile_size, halo=halo, batch_size=2, device="cpu", **settings)
+                         tile_size=tile_size, halo=halo, batch_size=1, device="cpu", **settings)
 
 
 def _pick(maps, unet, maskrcnn, picker, out, tile_size, settings, block_size=None, halo=64, threads=1):
@@ -147,11 +150,11 @@ def main(argv=None):
                     batch_size=4, device="cpu", log=log)
     maps_seconds = time.perf_counter() - t_maps
     # Mask R-CNN: its windows are the model's input (torchvision pastes every detection's mask at the window's
-    # full size, so a whole 4,096 px field is no possible input): tiles of --block against tiles of twice that
+    # full size, so a whole 4,096 px field is no possible input): tiles of --block against larger tiles
     set_settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
     detection = dict(set_settings["maskrcnn"])
     mrcnn = {}
-    for mode, tile in (("reference", 2 * args.block), ("blocks", args.block)):
+    for mode, tile in (("reference", args.maskrcnn_reference), ("blocks", args.block)):
         load = os.getloadavg()[0]
         mrcnn[mode] = (*_in_child(_maskrcnn, work / "image.zarr", set_dir / "maskrcnn.pt",
                                   work / f"maskrcnn_{mode}.zarr", tile, args.halo, detection), load)
@@ -242,9 +245,10 @@ intermediate arrays.
 
 Mask R-CNN (the shipped model, the set's detection settings `{detection}`): its windows are the model's
 input, and torchvision pastes every detection's mask at its window's full size (detections x window pixels), so a
-whole {args.size} px field is no possible input; instead the field in tiles of {args.block} px against tiles of
-{2 * args.block} px, both with a halo of {args.halo} px (each instance kept by the tile whose core holds its
-centroid): **{mrcnn_row['n_reference']} instances (tiles of {2 * args.block}), {100 * mrcnn_row['matched_fraction']:.2f}%
+whole {args.size} px field is no possible input (tiles of 1,024 px needed over 21 GB here); instead the field in
+tiles of {args.block} px against tiles of {args.maskrcnn_reference} px, both with a halo of {args.halo} px (each
+instance kept by the tile whose core holds its centroid; one tile per forward pass):
+**{mrcnn_row['n_reference']} instances (tiles of {args.maskrcnn_reference}), {100 * mrcnn_row['matched_fraction']:.2f}%
 matched at IoU >= 0.9, {mrcnn_row['split']} split, {mrcnn_row['extra']} extra**; {mrcnn['reference'][0]:.0f} s /
 {mrcnn['reference'][1]:.0f} MB against {mrcnn['blocks'][0]:.0f} s / {mrcnn['blocks'][1]:.0f} MB. The ensemble row
 picks among the whole-field watershed's nuclei and the Mask R-CNN instances of tiles of {args.block} px with the
