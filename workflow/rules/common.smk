@@ -381,8 +381,8 @@ def plate_field_count(wildcards):
 
 def thumbnail_inputs(wildcards):
     """The well in the HCS plate and its per-object table (engine of each object)."""
-    m = _well_record(wildcards)
-    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m['row']}/{m['column']}",
+    m = _well_record(wildcards)["metadata"]
+    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m['Metadata_Row']}/{m['Metadata_Column']}",
             "objects": f"results/{wildcards.plate}/{wildcards.well}/objects.parquet"}
 
 

@@ -494,8 +494,8 @@ def well_records(manifest: pd.DataFrame, with_planes: bool = False) -> dict[tupl
     ``files`` (sorted raw paths, a file of several channels once), ``table`` (one row per channel of a file, by
     field and channel: [field, channel, path]; with ``with_planes`` and a ``plane`` column [field, channel, path,
     plane], by plane too; with a ``file_channel`` column (files of several channels, :func:`split_file_channels`)
-    [field, channel, path, plane, file_channel], plane 1 without ``with_planes``), ``metadata`` (the
-    ``Metadata_*`` columns), ``row`` and ``column``.
+    [field, channel, path, plane, file_channel], plane 1 without ``with_planes``) and ``metadata`` (the
+    ``Metadata_*`` columns: plate, well, row, column).
 
     Plain lists and dicts: an input function runs once per job, and a pandas filter or sort per call made
     planning a 384-well plate take seconds (``bench/dag_scale.py``).
@@ -521,7 +521,7 @@ def well_records(manifest: pd.DataFrame, with_planes: bool = False) -> dict[tupl
         key = (str(r.plate), str(r.well))
         if key not in records:
             records[key] = {
-                "files": set(), "table": [], "row": str(r.row), "column": int(r.column),
+                "files": set(), "table": [],
                 "metadata": {"Metadata_Plate": key[0], "Metadata_Well": key[1], "Metadata_Row": str(r.row),
                              "Metadata_Column": int(r.column)},
             }
