@@ -94,6 +94,10 @@ def test_default_config_runs_the_shipped_set_without_training(tmp_path, capsys):
     objects = pd.read_parquet(res / "A02" / "objects.parquet")
     assert table["Count_Nuclei"].tolist() == objects.groupby("Metadata_Site").size().tolist()
     assert table["Zoom"].tolist() == [1.0, 1.0] and table["Ensemble_MeanPredictedIoU"].between(0.5, 1).all()
+    # each field's seam QC, summing to the well's columns
+    for column in ("QC_Blocks", "QC_NucleiAcrossSeams", "QC_NucleiLargerThanHalo"):
+        assert table[column].sum() == summary.loc["A02", f"Metadata_{column}"], column
+    assert (table["QC_Blocks"] >= 1).all()
     px = np.asarray(Image.open(tmp_path / "a02.png").convert("RGB")).astype(int)
     cyan = (px[..., 0] < 40) & (px[..., 1] > 200) & (px[..., 2] > 220)   # U-Net contours
     magenta = (px[..., 0] > 220) & (px[..., 1] < 80) & (px[..., 2] > 180)  # Mask R-CNN contours

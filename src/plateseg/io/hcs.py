@@ -24,7 +24,7 @@ import numpy as np
 import zarr
 
 from plateseg.io.files import atomic_path
-from plateseg.io.ngff import NGFF_VERSION, _multiscale, channel_names, list_fields, open_field, open_labels
+from plateseg.io.ngff import NGFF_VERSION, _multiscale, block_record, channel_names, list_fields, open_field, open_labels
 
 __all__ = ["pyramid_levels", "downsample", "write_hcs_well", "write_hcs_row", "write_hcs_plate", "well_path"]
 
@@ -105,7 +105,8 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
         The pipeline's well image store (:mod:`plateseg.io.ngff`).
     label_stores : mapping name -> path-like
         Label sets of the well, e.g. ``{"nuclei": ensemble.zarr, "unet": unet_labels.zarr}``; every field of
-        the image must have labels in each.
+        the image must have labels in each. A store's record of its blocks
+        (:func:`plateseg.io.ngff.block_record`) goes with each field's labels (attrs ``plateseg.blocks``).
     out : path-like
         ``plate.zarr/<row>/<column>``.
     row, column : the well's position (metadata of the field images).
@@ -127,6 +128,7 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
     channels = channel_names(image_store)
     fields = list_fields(image_store)
     src = zarr.open_group(str(image_store), mode="r")
+    records = {name: block_record(store) or {} for name, store in label_stores.items()}
     with atomic_path(out) as tmp:
         well = zarr.open_group(str(tmp), mode="w", zarr_format=3)
         well.attrs["ome"] = {"version": NGFF_VERSION,
@@ -155,6 +157,8 @@ def write_hcs_well(image_store, label_stores: Mapping[str, object], out, row: st
                     "multiscales": [_multiscale(name, axes[1:], scale[1:], lab_levels)],
                     "image-label": {"version": NGFF_VERSION, "source": {"image": "../../"}},
                 }
+                if field in records[name]:  # how the field was labelled block by block, for plateseg qc
+                    lab_g.attrs["plateseg"] = {"blocks": records[name][field]}
             log.info("field %d (%d/%d): %s x %d channels, %d level(s), labels %s", field, i, len(fields),
                      image.shape[1:], len(channels), levels, ", ".join(label_stores))
 

@@ -36,7 +36,7 @@ def _well_files(results, plate: str, well: str) -> dict:
 
 
 def well_qc(results, plate: str, well: str, figure=None) -> pd.DataFrame:
-    """One row per field of a well: nuclei, pixel QC flags, estimated diameter and zoom, ensemble picks.
+    """One row per field of a well: nuclei, pixel QC flags, seam QC, estimated diameter and zoom, ensemble picks.
 
     Parameters
     ----------
@@ -52,9 +52,13 @@ def well_qc(results, plate: str, well: str, figure=None) -> pd.DataFrame:
     -------
     pandas.DataFrame
         ``Metadata_Plate, Metadata_Well, Metadata_Site, Count_Nuclei, QC_EmptyChannels, QC_SaturatedChannels,
-        NucleusDiameter, Zoom`` and, for the ensemble, ``Ensemble_FractionUNet, Ensemble_MeanPredictedIoU``.
+        QC_Blocks, QC_NucleiAcrossSeams, QC_NucleiLargerThanHalo`` (the field's share of the per-well seam QC
+        columns, :func:`plateseg.measure.summarize.seam_qc`; NaN for labels not made block by block),
+        ``NucleusDiameter, Zoom`` and, for the ensemble, ``Ensemble_FractionUNet, Ensemble_MeanPredictedIoU``.
     """
     import zarr
+
+    from plateseg.measure.summarize import seam_qc
 
     f = _well_files(results, plate, well)
     objects = pd.read_parquet(f["objects"])
@@ -68,6 +72,8 @@ def well_qc(results, plate: str, well: str, figure=None) -> pd.DataFrame:
         row = {"Metadata_Plate": plate, "Metadata_Well": f["well"], "Metadata_Site": field, "Count_Nuclei": len(obj)}
         for flag in ("empty", "saturated"):
             row[f"QC_{flag.capitalize()}Channels"] = ",".join(str(c) for fl, c in qc.get(flag, []) if int(fl) == field)
+        blocks = hcs[f"{field}/labels/nuclei"].attrs.get("plateseg", {}).get("blocks")
+        row.update({c.removeprefix("Metadata_"): v for c, v in seam_qc(None if blocks is None else {field: blocks}).items()})
         entry = scales.get(str(field), {})
         row["NucleusDiameter"], row["Zoom"] = entry.get("diameter"), entry.get("factor")
         if "Metadata_Ensemble_Source" in obj.columns:
