@@ -192,6 +192,27 @@ def test_real_model_tiles_take_each_whole_field_instance_once(maskrcnn_trained, 
     assert np.array_equal(lut[tiled], whole)
 
 
+def test_window_caps_scale_with_area_so_a_crowded_window_keeps_every_object(maskrcnn_trained, maskrcnn_data,
+                                                                            maskrcnn_tiny):
+    """A 4 x 4 mosaic of one field holds 16 times its objects, more than 10 detections per image (the caps):
+    the caps hold per 128 x 128 px of window and proposals are kept by objectness, so one window of the mosaic
+    finds each copy's objects as the field alone does (not the 100 best of the window), and the model's own
+    caps are restored after."""
+    model, _ = maskrcnn_trained
+    ims, _ = maskrcnn_data
+    meta = checkpoint_meta(dict(maskrcnn_tiny, box_detections_per_img=10))  # the model's own: 100
+    kw = dict(tile_size=None, halo=0, batch_size=1, score_threshold=0.3, norm_range=([100.0], [1100.0]))
+    _, single = predict_instances(model, meta, ims[4], **kw)
+    _, mosaic = predict_instances(model, meta, np.tile(ims[4], (1, 4, 4)), **kw)
+    assert len(mosaic) > meta["arch"]["box_detections_per_img"]
+    per_copy = mosaic.assign(cy=mosaic["centroid_y"] % 96, cx=mosaic["centroid_x"] % 96)
+    # each copy's detections away from the copies' shared borders are the field's own
+    inner = lambda t, cy, cx: int(((t[cy] > 16) & (t[cy] < 80) & (t[cx] > 16) & (t[cx] < 80)).sum())
+    assert inner(per_copy, "cy", "cx") >= 16 * inner(single, "centroid_y", "centroid_x") - 4
+    assert model.rpn._post_nms_top_n["testing"] == 300 and model.roi_heads.detections_per_img == 100
+    assert model.rpn.score_thresh == 0.0 and model.roi_heads.score_thresh == 0.05
+
+
 def test_predict_instances_resume_with_on_disk_style_output(maskrcnn_trained, maskrcnn_data, maskrcnn_tiny):
     model, _ = maskrcnn_trained
     ims, _ = maskrcnn_data

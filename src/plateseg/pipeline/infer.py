@@ -326,7 +326,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     rows_dir = partial / "rows"
-    id_stride = default_id_stride(meta)
+    id_stride = default_id_stride(meta, (int(tile_size) + 2 * int(halo)) ** 2)
     scales = _field_scales(scales, fields)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
