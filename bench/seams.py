@@ -27,8 +27,10 @@ Run from the repository root::
 
     .venv/bin/python bench/seams.py
 
-Writes the section ``## Seams: blocks against the whole field`` of ``bench/RESULTS.md`` and ``agreement.csv``,
-``run.log`` in ``--out`` (default ``bench/out/seams``).
+Writes the sections ``## Seams: blocks against the whole field`` (classical, unet, cells, ensemble) and
+``## Seams: Mask R-CNN tiles against larger tiles`` of ``bench/RESULTS.md`` -- each only when its methods ran
+(``--methods``; the ensemble needs maskrcnn and unet) -- and ``agreement.csv``, ``run.log`` in ``--out`` (default
+``bench/out/seams``).
 """
 from __future__ import annotations
 
@@ -40,6 +42,8 @@ from plateseg.pipeline.bench import bench_logging, command_text, relative_path, 
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Seams: blocks against the whole field"
+MASKRCNN_SECTION = "## Seams: Mask R-CNN tiles against larger tiles"
+METHODS = ("classical", "unet", "cells", "ensemble", "maskrcnn")
 
 
 def parse_args(argv=None):
@@ -49,12 +53,14 @@ def parse_args(argv=None):
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--block", type=int, default=512, help="block edge, pixels")
     ap.add_argument("--halo", type=int, default=64, help="block halo, pixels")
-    ap.add_argument("--threads", type=int, default=1, help="torch threads of the U-Net")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the U-Net and the Mask R-CNN")
     ap.add_argument("--maskrcnn-reference", type=int, default=768,
                     help="Mask R-CNN's reference tile, px (its masks take detections x window pixels: tiles of 1,024 "
                          "px on this field needed over 21 GB)")
     ap.add_argument("--block-threads", type=int, nargs="+", default=[1, 2],
                     help="threads of the block runs (each a run of its own; the first is the reference)")
+    ap.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                    help="methods to run (the ensemble needs maskrcnn and unet); only their sections are written")
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
     ap.add_argument("--config", default=str(REPO / "config.yaml"))
     ap.add_argument("--out", default=str(REPO / "bench" / "out" / "seams"))
@@ -72,9 +78,14 @@ def _in_child(fn, *args, **kwargs):
         return pool.submit(_timed, fn, args, kwargs).result()
 
 
-def _maskrcnn(image, checkpoint, out, tile_size, halo, settings):
-    """Rule infer_maskrcnn's function on ``image`` with tiles of ``tile_size`` (its table beside ``out``)."""
+def _maskrcnn(image, checkpoint, out, tile_size, halo, settings, threads=1):
+    """Rule infer_maskrcnn's function on ``image`` with tiles of ``tile_size`` (its table beside ``out``), ``threads``
+    torch threads."""
+    import torch
+
     from plateseg.pipeline.infer import infer_well_instances
+
+    torch.set_num_threads(threads)
 
     infer_well_instances(image, checkpoint, out, Path(str(out).replace(".zarr", ".parquet")), channels=[0],
                          tile_size=tile_size, halo=halo, batch_size=1, device="cpu", **settings)
@@ -106,6 +117,8 @@ def _timed(fn, args, kwargs):
 
 def main(argv=None):
     args = parse_args(argv)
+    if "ensemble" in args.methods and not {"maskrcnn", "unet"} <= set(args.methods):
+        raise SystemExit("--methods ensemble needs maskrcnn and unet")
     out = Path(args.out)
     log = bench_logging(out, ("plateseg",))
     import os
@@ -119,6 +132,7 @@ def main(argv=None):
     import zarr
 
     from plateseg.config.params import cell_settings, classical_settings
+    from plateseg.engines.maskrcnn import CAP_AREA, PROPOSAL_THRESHOLD
     from plateseg.evaluation.agreement import label_agreement
     from plateseg.io.ngff import read_labels, write_well_image, write_well_labels
     from plateseg.io.synth import cell_channel, synth_field
@@ -146,18 +160,19 @@ def main(argv=None):
     watershed = dict(yaml.safe_load((set_dir / "settings.yaml").read_text())["watershed"])  # the set's settings
     watershed["mode"] = watershed.pop("markers")
     t_maps = time.perf_counter()
-    infer_well_maps(work / "image.zarr", set_dir / "unet.pt", work / "unet.zarr", channels=[0], halo=32,
-                    batch_size=4, device="cpu", log=log)
+    if "unet" in args.methods:
+        infer_well_maps(work / "image.zarr", set_dir / "unet.pt", work / "unet.zarr", channels=[0], halo=32,
+                        batch_size=4, device="cpu", log=log)
     maps_seconds = time.perf_counter() - t_maps
     # Mask R-CNN: its windows are the model's input (torchvision pastes every detection's mask at the window's
     # full size, so a whole 4,096 px field is no possible input): tiles of --block against larger tiles
     set_settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
     detection = dict(set_settings["maskrcnn"])
     mrcnn = {}
-    for mode, tile in (("reference", args.maskrcnn_reference), ("blocks", args.block)):
+    for mode, tile in (("reference", args.maskrcnn_reference), ("blocks", args.block)) * ("maskrcnn" in args.methods):
         load = os.getloadavg()[0]
         mrcnn[mode] = (*_in_child(_maskrcnn, work / "image.zarr", set_dir / "maskrcnn.pt",
-                                  work / f"maskrcnn_{mode}.zarr", tile, args.halo, detection), load)
+                                  work / f"maskrcnn_{mode}.zarr", tile, args.halo, detection, args.threads), load)
         log.info("maskrcnn, tiles of %d: %.1f s, peak %.0f MB, %.1f CPU s (load %.2f before)", tile, *mrcnn[mode])
     steps = {
         "classical": (classical_well, (work / "image.zarr",), dict(channel=0, settings=classical)),
@@ -168,6 +183,7 @@ def main(argv=None):
         "ensemble": (_pick, (work / "unet.zarr", work / "unet_whole.zarr", work / "maskrcnn_blocks.zarr",
                              set_dir / "picker.json"), dict(settings=dict(set_settings["ensemble"]))),
     }
+    steps = {name: step for name, step in steps.items() if name.split()[0] in args.methods}
     baseline_mb = _in_child(_noop)[1]
     rows, threads = [], list(args.block_threads)
     for name, (fn, inputs, kw) in steps.items():
@@ -192,12 +208,15 @@ def main(argv=None):
                      **{f"blocks_{n}t_{k}": runs[f"blocks_{n}"][i] for n in threads
                         for i, k in enumerate(("seconds", "peak_mb", "cpu_seconds", "load"))}})
         log.info("%s: %s", name, rows[-1])
-    reference = read_labels(work / "maskrcnn_reference.zarr", 1)
-    mrcnn_row = {"method": "maskrcnn", **label_agreement(reference, read_labels(work / "maskrcnn_blocks.zarr", 1)),
-                 "reference_seconds": mrcnn["reference"][0], "reference_peak_mb": mrcnn["reference"][1],
-                 "blocks_seconds": mrcnn["blocks"][0], "blocks_peak_mb": mrcnn["blocks"][1]}
-    log.info("maskrcnn: %s", mrcnn_row)
-    frame = pd.DataFrame(rows + [mrcnn_row])
+    mrcnn_rows = []
+    if mrcnn:
+        reference = read_labels(work / "maskrcnn_reference.zarr", 1)
+        mrcnn_rows = [{"method": "maskrcnn",
+                       **label_agreement(reference, read_labels(work / "maskrcnn_blocks.zarr", 1)),
+                       "reference_seconds": mrcnn["reference"][0], "reference_peak_mb": mrcnn["reference"][1],
+                       "blocks_seconds": mrcnn["blocks"][0], "blocks_peak_mb": mrcnn["blocks"][1]}]
+        log.info("maskrcnn: %s", mrcnn_rows[0])
+    frame = pd.DataFrame(rows + mrcnn_rows)
     frame.to_csv(out / "agreement.csv", index=False)
     table = ["| method | objects (whole field) | matched IoU >= 0.9 | split | extra | across a seam | larger than the halo "
              "| whole: s / peak MB | blocks: s / peak MB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -219,7 +238,7 @@ def main(argv=None):
 
 A synthetic {args.size} x {args.size} field of dense touching nuclei (`synth_field` seed {args.seed}, density
 {args.density:g}, cluster fraction 0.6: {int(truth.max())} nuclei), labelled by the workflow's functions once as
-a whole and once in {rows[0]['blocks']} blocks of {args.block} px with a halo of {args.halo} px (each nucleus kept,
+a whole and once in {(-(-args.size // args.block)) ** 2} blocks of {args.block} px with a halo of {args.halo} px (each nucleus kept,
 whole, by the block whose core holds its centroid; sequential ids after). Compared object by object
 (`plateseg.evaluation.agreement.label_agreement`): whole-field nuclei matched by a block nucleus at IoU >= 0.9,
 nuclei split into pieces, extra objects; "across a seam" are the nuclei kept whole across a block border,
@@ -243,17 +262,10 @@ intermediate arrays.
 
 {chr(10).join(speed)}
 
-Mask R-CNN (the shipped model, the set's detection settings `{detection}`): its windows are the model's
-input, and torchvision pastes every detection's mask at its window's full size (detections x window pixels), so a
-whole {args.size} px field is no possible input (tiles of 1,024 px needed over 21 GB here); instead the field in
-tiles of {args.block} px against tiles of {args.maskrcnn_reference} px, both with a halo of {args.halo} px (each
-instance kept by the tile whose core holds its centroid; one tile per forward pass):
-**{mrcnn_row['n_reference']} instances (tiles of {args.maskrcnn_reference}), {100 * mrcnn_row['matched_fraction']:.2f}%
-matched at IoU >= 0.9, {mrcnn_row['split']} split, {mrcnn_row['extra']} extra**; {mrcnn['reference'][0]:.0f} s /
-{mrcnn['reference'][1]:.0f} MB against {mrcnn['blocks'][0]:.0f} s / {mrcnn['blocks'][1]:.0f} MB. The ensemble row
-picks among the whole-field watershed's nuclei and the Mask R-CNN instances of tiles of {args.block} px with the
-set's picker (`{relative_path(set_dir / 'picker.json', REPO)}`, `{set_settings['ensemble']}`), the whole field at once
-against block by block (the field-level picker features from the whole field in both).
+The ensemble row picks among the whole-field watershed's nuclei and the Mask R-CNN instances of tiles of {args.block}
+px (section "{MASKRCNN_SECTION[3:]}") with the set's picker (`{relative_path(set_dir / 'picker.json', REPO)}`,
+`{set_settings['ensemble']}`), the whole field at once against block by block (the field-level picker features from
+the whole field in both).
 
 - Not covered here: measurement (run block by block too; its table equals the whole field's, and threads 3 the
   serial run's, in `tests/tiling/test_blockwise_seams.py`).
@@ -261,7 +273,28 @@ against block by block (the field-level picker features from the whole field in 
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/seams.py", argv)}`; table: `{relative_path(out / 'agreement.csv', REPO)}`.
 """
-    write_section(Path(args.results), text, SECTION)
+    if rows:
+        write_section(Path(args.results), text, SECTION)
+    if mrcnn_rows:
+        r = mrcnn_rows[0]
+        write_section(Path(args.results), f"""{MASKRCNN_SECTION}
+
+The field of section "{SECTION[3:]}" ({args.size} x {args.size} px, {int(truth.max())} nuclei) by the shipped
+Mask R-CNN (`{relative_path(set_dir / 'maskrcnn.pt', REPO)}`, the set's detection settings `{detection}`, the
+engine's RPN objectness floor {PROPOSAL_THRESHOLD:g} and caps per {CAP_AREA} px of window,
+`plateseg.engines.maskrcnn.predict_instances`). Its windows are the model's input, and torchvision pastes every
+detection's mask at its window's full size (detections x window pixels), so a whole {args.size} px field is no
+possible input (tiles of 1,024 px needed over 21 GB here); instead the field in tiles of {args.block} px against
+tiles of {args.maskrcnn_reference} px, both with a halo of {args.halo} px (each instance kept by the tile whose core
+holds its centroid; one tile per forward pass): **{r['n_reference']} instances (tiles of
+{args.maskrcnn_reference}), {100 * r['matched_fraction']:.2f}% matched at IoU >= 0.9, {r['split']} split,
+{r['extra']} extra**; {mrcnn['reference'][0]:.0f} s / {mrcnn['reference'][1]:.0f} MB against
+{mrcnn['blocks'][0]:.0f} s / {mrcnn['blocks'][1]:.0f} MB.
+
+- Machine (measured by `plateseg.machine`): {machine_text(machine, machine_info())}. Date
+  {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
+- Command: `{command_text("bench/seams.py", argv)}`; table: `{relative_path(out / 'agreement.csv', REPO)}`.
+""", MASKRCNN_SECTION)
     shutil.rmtree(work, ignore_errors=True)
     log.info("wrote %s", args.results)
 
