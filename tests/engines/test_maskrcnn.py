@@ -266,7 +266,8 @@ def test_well_instances_equal_field_prediction_and_resume_after_a_kill(well):
     """infer_well_instances: the labels and table of predict_instances per field, also when killed and resumed."""
     from plateseg.pipeline.infer import infer_well_instances, partial_path, read_progress
     from plateseg.io.files import read_table
-    from plateseg.io.ngff import open_field, read_labels
+    from plateseg.io.ngff import block_record, open_field, read_labels
+    from plateseg.tiling.instances import seam_counts
 
     kw = dict(tile_size=64, halo=24, batch_size=1, device="cpu", score_threshold=0.05, min_area=3)
     image, ckpt = well / "image.zarr", well / "model.pt"
@@ -283,6 +284,13 @@ def test_well_instances_equal_field_prediction_and_resume_after_a_kill(well):
         tab = full[full["field"] == f].drop(columns="field").reset_index(drop=True)
         pd.testing.assert_frame_equal(tab, etab)
     assert sorted(full.loc[full["field"] == 1, "tile"].unique()) == list(range(9))  # every tile owns some
+    # its tiles are the blocks of the seam QC: field 1 (192 px) in 9 tiles, field 2 (96 px) in 4
+    record = block_record(well / "full.zarr")
+    assert {f: (r["blocks"], r["objects"]) for f, r in record.items()} == {
+        f: (n, int((full["field"] == f).sum())) for f, n in ((1, 9), (2, 4))}
+    on_seams = sum(seam_counts(full[full["field"] == f], open_field(image, f).shape[-2:], 64, 24)["on_seams"]
+                   for f in (1, 2))
+    assert sum(r["on_seams"] for r in record.values()) == on_seams > 0
 
     def kill(field, tile):
         if field == 1 and tile.number == 4:

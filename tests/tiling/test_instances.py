@@ -140,3 +140,44 @@ def test_objects_larger_than_the_halo_are_reported(caplog):
     # (flagged and logged) rather than silently cut - the halo must exceed the largest object
     assert len(table) >= 1 and table["cut_by_halo"].all()
     assert "halo's outer edge" in caplog.text
+
+
+def _seam_detector(shift):
+    """detect_fn of a 64 x 64 field with two objects on the seam x = 32 of tiles of 32 px: a 16 px square that each
+    window sees shifted ``shift`` px towards its own side (so the tiles on both sides own it), scored higher from the
+    right, and two 10 px squares that touch across the seam (different objects, seen the same from both sides)."""
+    def masks_of(x0, h, w):
+        side = -1 if x0 == 0 else 1
+        m = np.zeros((3, 64, 64), bool)
+        m[0, 8:24, 24 + side * shift:40 + side * shift] = True
+        m[1, 40:50, 22:32] = True
+        m[2, 40:50, 32:42] = True
+        return m[:, :h, x0:x0 + w], np.array([0.9 if side < 0 else 0.95, 0.8, 0.8])
+
+    def detect_fn(windows):
+        return [masks_of(int(win[1, 0, 0]), *win.shape[-2:]) for win in windows]
+    return detect_fn
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_cross_tile_duplicates_keep_the_higher_score_and_spare_touching_neighbours(threads):
+    shape = (64, 64)
+    args = (_coords_reader(shape), shape, (64, 32), (0, 16))
+    both, both_table = tiled_instances(_seam_detector(2), *args)
+    # the case this is about: without the rule, the seam square is owned twice and split between two ids
+    assert len(both_table) == 4 and len(np.unique(both[8:24, 20:44])) == 3
+    out, table = tiled_instances(_seam_detector(2), *args, duplicate_iou=0.5, threads=threads)
+    assert len(table) == 3
+    square = table[table["y0"] == 8]
+    assert len(square) == 1 and square["score"].item() == 0.95 and square["tile"].item() == 1
+    assert np.unique(out[8:24, 26:42]).tolist() == [square["label"].item()]  # the kept mask, whole, one id
+    assert (out[8:24, 22:26] == 0).all()  # the dropped mask leaves no pixels
+    touching = table[table["y0"] == 40]
+    assert len(touching) == 2 and set(touching["tile"]) == {0, 1}
+    assert all(((out == lab).sum() == 100) for lab in touching["label"])
+    # resumed after the first core: the same labels and rows
+    resumed = np.zeros(shape, np.uint32)
+    resumed[:, :32] = out[:, :32]
+    resumed, rest = tiled_instances(_seam_detector(2), *args, duplicate_iou=0.5, out=resumed, start=1)
+    assert np.array_equal(resumed, out)
+    pd.testing.assert_frame_equal(rest.reset_index(drop=True), table[table["tile"] == 1].reset_index(drop=True))

@@ -78,6 +78,7 @@ CHECKPOINT_VERSION = 1
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 CAP_AREA = 128 * 128  # the checkpoint's inference caps hold per this many window pixels (predict_instances)
 PROPOSAL_THRESHOLD = 0.1  # RPN objectness floor at inference (predict_instances)
+DUPLICATE_IOU = 0.5  # two neighbouring tiles' instances overlapping this much are one object (predict_instances)
 _FPN_LEVELS = 5  # P2, P3, P4, P5 and the max-pooled P6 ("pool")
 _BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")
@@ -465,18 +466,20 @@ save_checkpoint, load_checkpoint = checkpoint_io(
 
 # --------------------------------------------------------------------------- tiled inference
 
-def default_id_stride(meta: dict, window_pixels: int = CAP_AREA) -> int:
-    """Label id stride per tile of a model: the next power of two above its detections per window of
-    ``window_pixels`` (tile and halo; the caps hold per :data:`CAP_AREA` px, :func:`predict_instances`).
+def default_id_stride(meta: dict, tile_size=128, halo: int = 0) -> int:
+    """Label id stride per tile of a model: the next power of two above its detections per window of a
+    ``tile_size`` core with ``halo`` on each side (the caps hold per :data:`CAP_AREA` px, :func:`predict_instances`).
 
     Examples
     --------
     >>> default_id_stride({"arch": {"box_detections_per_img": 1000}})
     1024
-    >>> default_id_stride({"arch": {"box_detections_per_img": 1000}}, 640 * 640)  # 25 x 128 x 128 px
+    >>> default_id_stride({"arch": {"box_detections_per_img": 1000}}, 512, 64)  # 25 x 128 x 128 px
     32768
     """
-    n = int(meta["arch"]["box_detections_per_img"]) * -(-int(window_pixels) // CAP_AREA)
+    ty, tx = np.broadcast_to(tile_size, 2)
+    window_pixels = int((ty + 2 * halo) * (tx + 2 * halo))
+    n = int(meta["arch"]["box_detections_per_img"]) * -(-window_pixels // CAP_AREA)
     return 1 << int(math.ceil(math.log2(n + 1)))
 
 
@@ -505,7 +508,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
                       mask_threshold: float = 0.5, min_area: int = 1, start: int = 0,
                       on_tile_written=None, channels=None, norm_range=None,
                       stats_max_pixels: int = 1 << 24, out=None, relabel: bool | None = None,
-                      id_stride: int | None = None, zoom: float = 1.0):
+                      id_stride: int | None = None, zoom: float = 1.0, duplicate_iou: float | None = DUPLICATE_IOU):
     """Instance labels and a table of a whole field, predicted tile by tile.
 
     Parameters
@@ -551,13 +554,17 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         Otherwise labels keep the deterministic ids ``tile * id_stride + k`` (needed to
         resume), and the caller relabels at the end, chunk by chunk, with the whole table.
     id_stride : int, optional
-        Default: :func:`default_id_stride` of a window of ``tile_size`` plus the halo (the model's pixels).
+        Default: :func:`default_id_stride` of ``tile_size`` and ``halo`` (the model's pixels).
     zoom : float
         The model sees the field zoomed by ``zoom`` (its training scale, :func:`plateseg.engines.scale.scale_factor`):
         ``tile_size``, ``halo`` and ``min_area`` are then the model's pixels; the field is read in windows of
         :func:`plateseg.engines.scale.field_tiling`, each zoomed, and the masks resized back
         (:func:`plateseg.engines.scale.zoomed_masks`): labels and table are in the field's pixels and no zoomed
         copy of the field is made.
+    duplicate_iou : float or None
+        Of two instances owned by neighbouring tiles whose masks overlap at IoU >= this (one nucleus with its
+        centroid on a seam, seen a little differently from each side), the higher-scoring one is kept
+        (:func:`plateseg.tiling.instances.duplicate_labels`); None keeps both.
 
     Returns
     -------
@@ -607,8 +614,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         return res
 
     if id_stride is None:
-        ty, tx = (h * zoom, w * zoom) if tile_size is None else np.broadcast_to(tile_size, 2)
-        id_stride = default_id_stride(meta, int((ty + 2 * halo) * (tx + 2 * halo)))
+        id_stride = default_id_stride(meta, (h * zoom, w * zoom) if tile_size is None else tile_size, halo)
     if zoom != 1.0:
         from plateseg.engines.scale import field_tiling, zoomed_masks
 
@@ -628,7 +634,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
     try:
         labels, table = tiled_instances(detect_fn, read_fn, (h, w), tile_size, halo, batch_size,
                                         out=out, start=start, on_tile_written=on_tile_written,
-                                        id_stride=id_stride, min_area=min_area)
+                                        id_stride=id_stride, min_area=min_area, duplicate_iou=duplicate_iou)
     finally:
         rpn._pre_nms_top_n, rpn._post_nms_top_n, rpn.score_thresh, heads.detections_per_img, heads.score_thresh = saved
     if relabel:

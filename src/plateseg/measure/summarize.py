@@ -158,9 +158,8 @@ def summarize_well(objects: pd.DataFrame, metadata: dict, n_fields: int, qc: dic
     row["Count_Nuclei"] = int(len(objects))
     row["Count_Nuclei_PerField"] = len(objects) / n_fields if n_fields else np.nan
     feats = feature_columns(objects)
-    values = objects[feats].astype(float) if feats else pd.DataFrame()
-    for c in feats:
-        col = values[c]
+    for c in feats:  # column by column: no float copy of the whole table
+        col = objects[c].astype(float)
         row[f"Mean_{c}"] = col.mean() if len(col) else np.nan
         row[f"Median_{c}"] = col.median() if len(col) else np.nan
         row[f"StDev_{c}"] = col.std(ddof=1) if len(col) > 1 else np.nan

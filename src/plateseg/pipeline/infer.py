@@ -287,8 +287,9 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     and the rows of each tile's instances into ``<out>.partial/rows/<field>_<tile>.parquet``
     before the progress record moves on. When every field is complete, each field's instances
     are numbered 1..N (tile order, then decreasing score; instances that lost every pixel to
-    overlap resolution are dropped) into a new store written atomically at ``out``, the table is
-    written atomically at ``table_out``, and the partial store is removed.
+    overlap resolution are dropped) into a new store written atomically at ``out``, with each field's seam QC
+    (its tiles are the blocks: :func:`plateseg.io.ngff.record_blocks`), the table is written atomically at
+    ``table_out``, and the partial store is removed.
 
     Parameters
     ----------
@@ -317,20 +318,22 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     import pandas as pd
 
     from plateseg.io.files import write_table
-    from plateseg.engines.maskrcnn import default_id_stride, load_checkpoint, predict_instances
+    from plateseg.engines.maskrcnn import DUPLICATE_IOU, default_id_stride, load_checkpoint, predict_instances
     from plateseg.labels import relabel_instances
-    from plateseg.tiling.instances import TABLE_COLUMNS
-    from plateseg.io.ngff import create_well_labels
+    from plateseg.engines.scale import field_tiling
+    from plateseg.tiling.instances import TABLE_COLUMNS, seam_counts, seam_note
+    from plateseg.io.ngff import create_well_labels, record_blocks
 
     log = log or logging.getLogger(__name__)
     image, out, partial, fields, arrays, tile_size, model, meta, chans = _open_well(
         image, out, checkpoint, load_checkpoint, device, channels, tile_size)
     rows_dir = partial / "rows"
-    id_stride = default_id_stride(meta, (int(tile_size) + 2 * int(halo)) ** 2)
+    id_stride = default_id_stride(meta, int(tile_size), int(halo))
     scales = _field_scales(scales, fields)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
-                "min_area": int(min_area), "id_stride": int(id_stride), "scale": scales, "zoom": "window"}
+                "min_area": int(min_area), "id_stride": int(id_stride), "duplicate_iou": DUPLICATE_IOU, "scale": scales,
+                "zoom": "window"}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
     shapes = {f: tuple(int(a) for a in arrays[f].shape[-2:]) for f in fields}
     store_attrs = {**(attrs or {}), "method": "maskrcnn",
@@ -362,7 +365,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
 
     _tile_loop(fields, arrays, tile_size, halo, scales, record, partial, predict_field, model, on_tile_written, log)
 
-    tables = []
+    tables, seams = [], {}
     with atomic_path(out) as tmp:
         final = create_well_labels(tmp, shapes, tile_size=int(tile_size), pixel_size=pixel_size,
                                    attrs={k: v for k, v in store_attrs.items() if k != "fingerprint"})
@@ -379,9 +382,12 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
             for sl in chunks:
                 final[f][sl] = relabel_instances(src[sl], table, drop_empty=False)[0]
             table = relabel_instances(np.zeros((0,), np.uint32), table, drop_empty=False)[1]
+            field_tile, field_halo = field_tiling(int(tile_size), int(halo), scales[str(f)])
+            seams[f] = {"objects": len(table), **seam_counts(table, shapes[f], field_tile, field_halo)}
             table.insert(0, "field", np.int64(f))
             tables.append(table)
-            log.info("field %d: %d instances", f, len(table))
+            log.info("field %d: %d instances%s", f, len(table), seam_note(f, seams[f], field_tile, field_halo, log))
+        record_blocks(tmp, seams)
         write_table(pd.concat(tables, ignore_index=True), table_out)
     remove_path(partial)
     log.info("instances of %d field(s) written to %s and %s", len(fields), out, table_out)
