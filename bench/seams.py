@@ -132,7 +132,7 @@ def main(argv=None):
     import zarr
 
     from plateseg.config.params import cell_settings, classical_settings
-    from plateseg.engines.maskrcnn import CAP_AREA, DUPLICATE_IOU, PROPOSAL_THRESHOLD
+    from plateseg.engines.maskrcnn import CAP_AREA, PROPOSAL_THRESHOLD
     from plateseg.evaluation.agreement import label_agreement
     from plateseg.io.ngff import read_labels, write_well_image, write_well_labels
     from plateseg.io.synth import cell_channel, synth_field
@@ -286,8 +286,7 @@ engine's RPN objectness floor {PROPOSAL_THRESHOLD:g} and caps per {CAP_AREA} px 
 detection's mask at its window's full size (detections x window pixels), so a whole {args.size} px field is no
 possible input (tiles of 1,024 px needed over 21 GB here); instead the field in tiles of {args.block} px against
 tiles of {args.maskrcnn_reference} px, both with a halo of {args.halo} px (each instance kept by the tile whose core
-holds its centroid, and of two neighbouring tiles' instances overlapping at IoU >= {DUPLICATE_IOU:g} the higher-scoring
-one; one tile per forward pass): **{r['n_reference']} instances (tiles of
+holds its centroid; one tile per forward pass): **{r['n_reference']} instances (tiles of
 {args.maskrcnn_reference}), {100 * r['matched_fraction']:.2f}% matched at IoU >= 0.9, {r['split']} split,
 {r['extra']} extra**; {mrcnn['reference'][0]:.0f} s / {mrcnn['reference'][1]:.0f} MB against
 {mrcnn['blocks'][0]:.0f} s / {mrcnn['blocks'][1]:.0f} MB.

@@ -18,6 +18,10 @@ Run from the repository root::
 
 Writes the section ``## Whole-slide memory`` of ``bench/RESULTS.md`` and ``peaks.csv``, ``run.log`` in ``--out``
 (default ``bench/out/slide_memory``, ``bench/out/slide_memory_rgb`` with ``--rgb``).
+
+With ``--method`` (``ensemble``, ``unet``, ``maskrcnn``) the run segments with the shipped models instead (model
+inference on the CPU: use smaller ``--sizes``, e.g. 5,000 and 10,000), into its own section
+``## Whole-slide memory, <method>`` and ``bench/out/slide_memory_<method>``.
 """
 from __future__ import annotations
 
@@ -40,10 +44,14 @@ def parse_args(argv=None):
     ap.add_argument("--sizes", type=int, nargs="+", default=[10000, 20000], help="slide edges, pixels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--rgb", action="store_true", help="one RGB uint8 file (interleaved samples) as the slide")
-    ap.add_argument("--out", default=None, help="default bench/out/slide_memory (or slide_memory_rgb)")
+    ap.add_argument("--method", default="classical", choices=["classical", "unet", "maskrcnn", "ensemble"],
+                    help="segmentation.method of the run (the engines: the shipped set, inference on the CPU)")
+    ap.add_argument("--out", default=None,
+                    help="default bench/out/slide_memory (slide_memory_rgb with --rgb, slide_memory_<method>)")
     ap.add_argument("--results", default=str(REPO / "bench" / "RESULTS.md"))
     args = ap.parse_args(argv)
-    args.out = args.out or str(REPO / "bench" / "out" / ("slide_memory_rgb" if args.rgb else "slide_memory"))
+    name = "slide_memory" + ("_rgb" if args.rgb else "") + (f"_{args.method}" if args.method != "classical" else "")
+    args.out = args.out or str(REPO / "bench" / "out" / name)
     return args
 
 
@@ -140,7 +148,7 @@ def main(argv=None):
         config["input"].update({"dir": "images", "scheme": "cellprofiler"})
         config["channels"]["names"] = {"1": "DNA", "2": "Marker"}
     config["demo"]["enabled"] = False
-    config["segmentation"]["method"] = "classical"
+    config["segmentation"]["method"] = args.method
     config["evaluation"].update({"groundtruth": None, "compare": []})
     rows, seconds = {}, {}
     for size in args.sizes:
@@ -164,11 +172,14 @@ def main(argv=None):
     slide = ("one RGB uint8 slide (one tiled zlib BigTIFF, samples interleaved, ingested as 3 channels; a synthetic "
              "2048 px field repeated)" if args.rgb else
              "one 2-channel uint16 slide (tiled zlib TIFFs; a synthetic 2048 px field repeated)")
-    text = f"""{SECTION + (", RGB" if args.rgb else "")}
+    section = SECTION + (", RGB" if args.rgb else "") + (f", {args.method}" if args.method != "classical" else "")
+    engines = ("no model inference, which is tiled by construction" if args.method == "classical" else
+               "the shipped models, inference on the CPU")
+    text = f"""{section}
 
 One well holding {slide} of
-{', '.join(f'{s:,} x {s:,}' for s in args.sizes)} px, the workflow's embedded config with the classical method
-(`snakemake --cores 2`; no model inference, which is tiled by construction). Peak resident memory of each job's
+{', '.join(f'{s:,} x {s:,}' for s in args.sizes)} px, the workflow's embedded config with the {args.method} method
+(`snakemake --cores 2`; {engines}). Peak resident memory of each job's
 own process (`VmHWM`, polled every 0.1 s while it runs). Largest at {large:,} px: **{worst}**,
 {table.loc[worst, large]:.0f} MB; largest growth: {table[large].div(table[small]).idxmax()}
 ({100 * (table[large].div(table[small]).max() - 1):+.0f}%). Workflow wall time:
@@ -180,7 +191,7 @@ own process (`VmHWM`, polled every 0.1 s while it runs). Largest at {large:,} px
   {_dt.date.today().isoformat()}; total {(time.perf_counter() - t0) / 60:.1f} min.
 - Command: `{command_text("bench/slide_memory.py", argv)}`; table: `{relative_path(out / 'peaks.csv', REPO)}`.
 """
-    write_section(Path(args.results), text, SECTION + (", RGB" if args.rgb else ""))
+    write_section(Path(args.results), text, section)
     log.info("wrote %s", args.results)
 
 

@@ -78,7 +78,6 @@ CHECKPOINT_VERSION = 1
 LOSS_KEYS = ("loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg")
 CAP_AREA = 128 * 128  # the checkpoint's inference caps hold per this many window pixels (predict_instances)
 PROPOSAL_THRESHOLD = 0.1  # RPN objectness floor at inference (predict_instances)
-DUPLICATE_IOU = 0.5  # two neighbouring tiles' instances overlapping this much are one object (predict_instances)
 _FPN_LEVELS = 5  # P2, P3, P4, P5 and the max-pooled P6 ("pool")
 _BACKBONES = ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
               "resnext101_32x8d", "wide_resnet50_2", "wide_resnet101_2")
@@ -508,7 +507,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
                       mask_threshold: float = 0.5, min_area: int = 1, start: int = 0,
                       on_tile_written=None, channels=None, norm_range=None,
                       stats_max_pixels: int = 1 << 24, out=None, relabel: bool | None = None,
-                      id_stride: int | None = None, zoom: float = 1.0, duplicate_iou: float | None = DUPLICATE_IOU):
+                      id_stride: int | None = None, zoom: float = 1.0):
     """Instance labels and a table of a whole field, predicted tile by tile.
 
     Parameters
@@ -561,11 +560,6 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         :func:`plateseg.engines.scale.field_tiling`, each zoomed, and the masks resized back
         (:func:`plateseg.engines.scale.zoomed_masks`): labels and table are in the field's pixels and no zoomed
         copy of the field is made.
-    duplicate_iou : float or None
-        Of two instances owned by neighbouring tiles whose masks overlap at IoU >= this (one nucleus with its
-        centroid on a seam, seen a little differently from each side), the higher-scoring one is kept
-        (:func:`plateseg.tiling.instances.duplicate_labels`); None keeps both.
-
     Returns
     -------
     labels : array-like
@@ -634,7 +628,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
     try:
         labels, table = tiled_instances(detect_fn, read_fn, (h, w), tile_size, halo, batch_size,
                                         out=out, start=start, on_tile_written=on_tile_written,
-                                        id_stride=id_stride, min_area=min_area, duplicate_iou=duplicate_iou)
+                                        id_stride=id_stride, min_area=min_area)
     finally:
         rpn._pre_nms_top_n, rpn._post_nms_top_n, rpn.score_thresh, heads.detections_per_img, heads.score_thresh = saved
     if relabel:

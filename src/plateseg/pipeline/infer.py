@@ -318,7 +318,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     import pandas as pd
 
     from plateseg.io.files import write_table
-    from plateseg.engines.maskrcnn import DUPLICATE_IOU, default_id_stride, load_checkpoint, predict_instances
+    from plateseg.engines.maskrcnn import default_id_stride, load_checkpoint, predict_instances
     from plateseg.labels import relabel_instances
     from plateseg.engines.scale import field_tiling
     from plateseg.tiling.instances import TABLE_COLUMNS, seam_counts, seam_note
@@ -332,8 +332,7 @@ def infer_well_instances(image, checkpoint, out, table_out, channels=None, tile_
     scales = _field_scales(scales, fields)
     settings = {"engine": "maskrcnn", "channels": chans, "tile_size": int(tile_size), "halo": int(halo),
                 "score_threshold": float(score_threshold), "mask_threshold": float(mask_threshold),
-                "min_area": int(min_area), "id_stride": int(id_stride), "duplicate_iou": DUPLICATE_IOU, "scale": scales,
-                "zoom": "window"}
+                "min_area": int(min_area), "id_stride": int(id_stride), "scale": scales, "zoom": "window"}
     fingerprint = maps_fingerprint(checkpoint, image, settings)
     shapes = {f: tuple(int(a) for a in arrays[f].shape[-2:]) for f in fields}
     store_attrs = {**(attrs or {}), "method": "maskrcnn",

@@ -12,10 +12,7 @@ Ownership is exact when the detector sees an object the same in every window hol
 with a halo of at least the largest object's extent, an object is whole in its owner's window, and
 a piece of it cut by another tile's outer edge has its centroid in that tile's halo, not its core.
 A real model sees different context in neighbouring windows, so an object whose centroid lies
-within a pixel or so of a core seam can (rarely) be claimed by both tiles or by neither. With
-``duplicate_iou`` set, of two instances owned by neighbouring tiles whose masks overlap at least that much
-(:func:`duplicate_labels`) only the higher-scoring one is kept (a rule per pair, so the result does not
-depend on the order tiles are read in, or on where a resumed run starts). Owned
+within a pixel or so of a core seam can (rarely) be claimed by both tiles or by neither. Owned
 masks touching the halo's outer edge (objects larger than the halo allows) are flagged
 ``cut_by_halo`` in the table and logged.
 
@@ -37,7 +34,7 @@ from scipy import ndimage as ndi
 from plateseg.labels import mask_box, paint_instances
 from plateseg.tiling.grid import Tile, TileSchedule, map_windows, owned_by_tile, tile_grid
 
-__all__ = ["TABLE_COLUMNS", "duplicate_labels", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
+__all__ = ["TABLE_COLUMNS", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
 
 log = logging.getLogger(__name__)
 
@@ -73,48 +70,9 @@ def _window_detections(masks, scores, shape):
             yield float(s), y0, x0, y1, x1, m[y0:y1, x0:x1]
 
 
-def duplicate_labels(a, b, min_iou: float) -> set:
-    """Labels of the lower-scoring instance of every pair, one of ``a`` and one of ``b``, whose masks overlap at
-    IoU >= ``min_iou`` (ties: the higher label goes).
-
-    Parameters
-    ----------
-    a, b : list of tuple
-        Instances ``(label, score, y0, x0, mask)``: a bool ``mask`` whose top-left pixel is ``(y0, x0)``.
-    min_iou : float
-        Pairs overlapping less are different objects.
-
-    Returns
-    -------
-    set of int
-
-    Examples
-    --------
-    >>> sq = np.ones((10, 10), bool)
-    >>> duplicate_labels([(1, 0.9, 0, 0, sq)], [(7, 0.95, 0, 2, sq), (8, 0.99, 20, 20, sq)], 0.5)
-    {1}
-    >>> duplicate_labels([(1, 0.9, 0, 0, sq)], [(7, 0.95, 0, 6, sq)], 0.5)  # IoU 40 / 160
-    set()
-    """
-    if not a or not b:
-        return set()
-    box = lambda d: np.array([(y0, x0, y0 + m.shape[0], x0 + m.shape[1]) for _, _, y0, x0, m in d])
-    ba, bb = box(a), box(b)
-    lo, hi = np.maximum(ba[:, None, :2], bb[None, :, :2]), np.minimum(ba[:, None, 2:], bb[None, :, 2:])
-    dropped = set()
-    for i, j in zip(*np.nonzero(np.all(hi > lo, axis=-1))):
-        (la, sa, ya, xa, ma), (lb, sb, yb, xb, mb) = a[i], b[j]
-        (y0, x0), (y1, x1) = lo[i, j], hi[i, j]
-        inter = int(np.count_nonzero(ma[y0 - ya:y1 - ya, x0 - xa:x1 - xa] & mb[y0 - yb:y1 - yb, x0 - xb:x1 - xb]))
-        if inter and inter >= min_iou * (int(ma.sum()) + int(mb.sum()) - inter):
-            dropped.add(int(la) if (sa, -la) < (sb, -lb) else int(lb))
-    return dropped
-
-
 def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int = 1, *,
                      out=None, start: int = 0, on_tile_written=None, id_stride: int = 1024,
-                     min_area: int = 1, threads: int = 1, duplicate_iou: float | None = None,
-                     log: logging.Logger | None = None):
+                     min_area: int = 1, threads: int = 1, log: logging.Logger | None = None):
     """Instances of a whole field from a per-window detector, tile by tile (see the module docstring).
 
     Parameters
@@ -148,10 +106,6 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
         (:func:`plateseg.tiling.grid.map_windows`; ``detect_fn`` must then be thread-safe); the
         next batch is read meanwhile. Cores are painted and written in tile order, so the result
         does not depend on it.
-    duplicate_iou : float, optional
-        Of two instances owned by neighbouring tiles whose masks overlap at IoU >= this, the lower-scoring one is
-        dropped (:func:`duplicate_labels`; for a detector that sees an object near a seam slightly differently
-        from each side). Default: keep every owned instance.
 
     Returns
     -------
@@ -172,12 +126,12 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
     """
     return _tiled_instances(lambda windows, tiles: detect_fn(windows), read_fn, shape, tile_size, halo, batch_size,
                             out=out, start=start, on_tile_written=on_tile_written, id_stride=id_stride,
-                            min_area=min_area, threads=threads, duplicate_iou=duplicate_iou, log=log)
+                            min_area=min_area, threads=threads, log=log)
 
 
 def _tiled_instances(detect, read_fn, shape, tile_size, halo, batch_size: int = 1, *, out=None, start: int = 0,
                      on_tile_written=None, id_stride: int = 1024, min_area: int = 1, threads: int = 1,
-                     duplicate_iou: float | None = None, log: logging.Logger | None = None, on_detected=None):
+                     log: logging.Logger | None = None, on_detected=None):
     """:func:`tiled_instances` with ``detect(windows, tiles)``, and ``on_detected(tile, n)`` called in tile order
     with the number of detections of each tile's window."""
     log = log or logging.getLogger(__name__)
@@ -190,10 +144,6 @@ def _tiled_instances(detect, read_fn, shape, tile_size, halo, batch_size: int = 
         out = np.zeros((h, w), np.uint32)
     store: dict[int, tuple[list, list]] = {}  # tile -> (paint items, table rows)
     rows_all = []
-    dropped: set = set()  # labels of cross-tile duplicates (duplicate_iou)
-
-    def instances(j):
-        return [(it[0], row[1], it[1], it[2], it[3]) for it, row in zip(*store[j])]
 
     def owned_instances(t: Tile, masks, scores):
         """``(paint items, table rows, detections, owned ones cut by the halo)`` of one tile's window."""
@@ -247,22 +197,15 @@ def _tiled_instances(detect, read_fn, shape, tile_size, halo, batch_size: int = 
     for ids, owned in batches:
         for j, (items, rows, n_detected, n_cut) in zip(ids, owned):
             store[j] = items, rows
-            if duplicate_iou is not None:
-                mine = instances(j)
-                for k in sorted(set(sched.neighbours(tiles[j])) & set(store) - {j}):
-                    dropped |= duplicate_labels(instances(k), mine, duplicate_iou)
             if on_detected is not None:
                 on_detected(tiles[j], n_detected)
             if n_cut:
                 log.warning("tile %d %s: %d owned instance(s) touch the halo's outer edge (larger "
                             "than the halo allows; their masks may be cut)", j, tiles[j].index, n_cut)
         for t in sched.ready(ids[-1]):
-            items = [it for j in sched.neighbours(t) for it in store[j][0] if it[0] not in dropped]
+            items = [it for j in sched.neighbours(t) for it in store[j][0]]
             out[t.core] = paint_instances(t.core, items)
-            rows = [r for r in store[t.number][1] if r[0] not in dropped]
-            if len(rows) < len(store[t.number][1]):
-                log.info("tile %d %s: %d instance(s) kept by a neighbouring tile instead (cross-tile duplicates)",
-                         t.number, t.index, len(store[t.number][1]) - len(rows))
+            rows = store[t.number][1]
             rows_all.extend(rows)
             if on_tile_written is not None:
                 on_tile_written(t, table(rows))
