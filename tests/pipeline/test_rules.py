@@ -9,7 +9,7 @@ import pytest
 from plateseg.io.ngff import block_record, read_labels, write_well_image, write_well_labels
 from plateseg.pipeline.classical import classical_well
 from plateseg.pipeline.infer import infer_well
-from plateseg.pipeline.measure import measure_objects, well_summary
+from plateseg.pipeline.measure import measure_objects, measure_well_tables, well_summary
 from plateseg.pipeline.pick import pick_well
 from plateseg.pipeline.watershed import watershed_well
 
@@ -60,6 +60,17 @@ def test_classical_measure_and_summary_of_a_well(tmp_path):
                       "Metadata_QC_NucleiLargerThanHalo"]].values.tolist() == [[2, 0, 0]]
     assert profile["Metadata_Object_Count"].iloc[0] == 4 and profile["Nuclei_AreaShape_Area"].iloc[0] == objects["Nuclei_AreaShape_Area"].median()
     assert pd.read_csv(tmp_path / "A01.csv").equals(profile) and pd.read_csv(tmp_path / "A01_summary.csv").equals(row)
+
+
+def test_measure_writes_the_tables_and_picture_of_a_well(tmp_path):
+    """Rule measure in one job: the objects, the profile and summary rows, the report's picture."""
+    image = _well(tmp_path)
+    classical_well(image, tmp_path / "classical.zarr", 0, {}, tile_size=16)
+    out = [tmp_path / n for n in ("objects.parquet", "A01.csv", "A01_summary.csv", "A01.png")]
+    measure_well_tables(image, tmp_path / "classical.zarr", *out, {"Metadata_Well": "A01"}, "P A01")
+    assert len(pd.read_parquet(out[0])) == 4 and pd.read_csv(out[2])["Count_Nuclei"].iloc[0] == 4
+    assert pd.read_csv(out[1])["Metadata_Object_Count"].iloc[0] == 4
+    assert out[3].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_watershed_of_a_well_from_maps_and_points(tmp_path):

@@ -101,7 +101,7 @@ def test_cells_grow_from_the_final_nuclei_and_their_features_join_the_tables(tmp
     config["cells"]["propagation"]["regularization"] = 0.2
     (work / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     jobs = dry_run_jobs(run_snakemake(work, "--dry-run").stdout)
-    assert {rule for rule, _ in jobs} == {"segment_cells", "measure", "summarize_well", "hcs_well", "well_thumbnail",
+    assert {rule for rule, _ in jobs} == {"segment_cells", "measure", "hcs_well",
                                           "plate_summary", "plate_qc", "hcs_plate", "evaluate"}, jobs
     assert ("evaluate", "cells") in jobs and ("evaluate", "classical") not in jobs
 

@@ -78,9 +78,7 @@ def test_a_library_edit_reruns_exactly_the_rules_that_reach_it(tmp_path, tiny_ru
     expected = {
         ("watershed", "A01"), ("watershed", "A02"),
         ("measure", "A01"), ("measure", "A02"),
-        ("summarize_well", "A01"), ("summarize_well", "A02"),
         ("hcs_well", "A01"), ("hcs_well", "A02"),  # the HCS plate holds the new labels
-        ("well_thumbnail", "A01"), ("well_thumbnail", "A02"),
         ("plate_summary", ""), ("plate_qc", ""), ("hcs_plate", ""),
         ("evaluate", "unet"),
     }

@@ -28,7 +28,7 @@ from support import dry_run_jobs, run_snakemake
 pytestmark = pytest.mark.workflow
 
 WELL_RULES = {"ingest", "segment_classical", "estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure",
-              "summarize_well", "hcs_well", "well_thumbnail"}
+              "hcs_well"}
 PLATE_RULES = {"plate_summary", "plate_qc", "evaluate", "hcs_plate"}
 TRAINING_RULES = {"synth_training", "folds", "train_unet", "train_maskrcnn", "train_unet_fold", "train_maskrcnn_fold", "cross_validate_unet", "oof_candidates",
                   "train_picker", "cross_validate_ensemble"}
@@ -152,7 +152,7 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     before = {model: mtime(model), maps: mtime(maps), mrcnn: mtime(mrcnn)}
     edit_config(work, watershed__peak_threshold=0.4)
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "hcs_well", "well_thumbnail", "train_unet_fold"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "hcs_well", "train_unet_fold"} | PLATE_RULES | PICKER_RULES, jobs
     assert {fold for rule, fold in jobs if rule == "train_unet_fold"} == {"0", "1"}
     assert jobs[("watershed", "A01")] == 1 and jobs[("watershed", "A02")] == 1
     assert jobs[("evaluate", "unet")] == 1 and jobs[("evaluate", "ensemble")] == 1
@@ -165,8 +165,7 @@ def test_demo_plate_end_to_end_and_reruns(plate_workdir):
     edit_config(work, segmentation__classical={**yaml.safe_load((work / "config.yaml").read_text())["segmentation"]["classical"], "sigma": 2.0})
     jobs = planned_jobs(work)
     expected = {("segment_classical", "A01"), ("segment_classical", "A02"), ("evaluate", "classical"), ("cross_validate_ensemble", ""),
-                ("hcs_well", "A01"), ("hcs_well", "A02"), ("hcs_plate", ""),  # the HCS plate holds the classical labels
-                ("well_thumbnail", "A01"), ("well_thumbnail", "A02")}
+                ("hcs_well", "A01"), ("hcs_well", "A02"), ("hcs_plate", "")}  # the HCS plate holds the classical labels
     assert set(jobs) == expected, jobs
     ingest_mtime = mtime(res / "A01" / "image.zarr" / "zarr.json")
     run_snakemake(work)
@@ -277,7 +276,7 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     # U-Net fold models are validated with centre markers either way: plateseg.config.params.unet_validation_watershed)
     edit_config(work, watershed__markers="points")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "summarize_well", "hcs_well", "well_thumbnail"} | PLATE_RULES | PICKER_RULES, jobs
+    assert {rule for rule, _ in jobs} == {"watershed", "pick", "measure", "hcs_well"} | PLATE_RULES | PICKER_RULES, jobs
     assert ("evaluate", "maskrcnn") not in jobs
     run_snakemake(work)
     assert "markers points" in (work / "logs" / "DEMO" / "A01" / "watershed.log").read_text()
@@ -298,8 +297,7 @@ def test_maskrcnn_centroids_as_markers_and_maskrcnn_as_final_method(plate_workdi
     # Mask R-CNN as the final method: measured and summarised from maskrcnn.zarr, no inference or training rerun
     edit_config(work, segmentation__method="maskrcnn")
     jobs = planned_jobs(work)
-    assert {rule for rule, _ in jobs} == {"measure", "summarize_well", "plate_summary", "plate_qc", "hcs_well", "hcs_plate",
-                                          "well_thumbnail"}, jobs
+    assert {rule for rule, _ in jobs} == {"measure", "plate_summary", "plate_qc", "hcs_well", "hcs_plate"}, jobs
     run_snakemake(work)
     for well in ("A01", "A02"):
         objects = pd.read_parquet(res / well / "objects.parquet")
@@ -323,13 +321,13 @@ def test_pretrained_checkpoint_replaces_training(plate_workdir):
     jobs = planned_jobs(work)
     # a new U-Net checkpoint: each field's scale is measured again with it
     assert {rule for rule, _ in jobs} == {"estimate_scale", "infer_unet", "infer_maskrcnn", "watershed", "pick", "measure",
-                                          "summarize_well", "hcs_well", "well_thumbnail", "training_curves"} | PLATE_RULES, jobs
+                                          "hcs_well", "training_curves"} | PLATE_RULES, jobs
     assert ("evaluate", "classical") not in jobs
 
     # the U-Net alone needs no picker: the workflow loads with models.picker null (it did not, issue 13)
     edit_config(work, segmentation__method="unet", models__picker=None, evaluation__compare=[])
     assert {rule for rule, _ in planned_jobs(work)} == {"estimate_scale", "infer_unet", "watershed", "measure",
-                                                        "summarize_well", "hcs_well", "well_thumbnail", "training_curves"} | PLATE_RULES
+                                                        "hcs_well", "training_curves"} | PLATE_RULES
 
     # a corrupt checkpoint stops the first rule that loads it (estimate_scale, before any inference), naming the
     # file, in the rule's own log

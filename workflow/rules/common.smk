@@ -6,16 +6,21 @@ import re
 import sys
 from pathlib import Path
 
-import yaml
 
 # the workflow and its rule scripts import the plateseg library of this checkout (not another installed copy),
 # also inside --use-conda environments
 SRC = Path(workflow.basedir) / "src"
 sys.path.insert(0, str(SRC))
 
-from snakemake.utils import validate
-
-from plateseg.config.checks import ConfigError, check_config, engines_used, prepend_pythonpath, schema_problems
+from plateseg.config.checks import (
+    ConfigError,
+    check_config,
+    engines_used,
+    fill_defaults,
+    load_yaml,
+    prepend_pythonpath,
+    schema_problems,
+)
 from plateseg.config.models import model_files, with_set_settings
 from plateseg.config.demo import demo_files, demo_groundtruth_files, demo_manifest
 from plateseg.config.params import (
@@ -43,10 +48,11 @@ _config = copy.deepcopy(with_set_settings(config, workflow.basedir))
 config.clear()
 config.update(_config)
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
-_problems = schema_problems(config, yaml.safe_load(SCHEMA.read_text()))
+_schema = load_yaml(SCHEMA)
+_problems = schema_problems(config, _schema)
 if _problems:  # one line per problem, naming the key (snakemake's validate would print the whole schema)
     raise ConfigError(f"{len(_problems)} problem(s) in the config:\n" + "\n".join(_problems))
-validate(config, str(SCHEMA))  # fills in the schema's defaults
+fill_defaults(config, _schema)  # as snakemake.utils.validate, without parsing the schema again
 if config["models"]["source"] != "train":
     # the files of the set (or the explicit models.* files): from here on every rule sees concrete paths
     config["models"].update(model_files(config, workflow.basedir))
@@ -377,13 +383,6 @@ def plate_field_count(wildcards):
     """The largest number of fields of a well of the plate (HCS plate metadata)."""
     m = MANIFEST[MANIFEST["plate"] == wildcards.plate]
     return int(m.groupby("well")["field"].nunique().max())
-
-
-def thumbnail_inputs(wildcards):
-    """The well in the HCS plate and its per-object table (engine of each object)."""
-    m = _well_record(wildcards)["metadata"]
-    return {"hcs": f"results/{wildcards.plate}/plate.zarr/{m['Metadata_Row']}/{m['Metadata_Column']}",
-            "objects": f"results/{wildcards.plate}/{wildcards.well}/objects.parquet"}
 
 
 def used_engines():

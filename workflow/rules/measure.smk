@@ -1,9 +1,22 @@
 rule measure:
-    """One row per object of the well's final labels: location, shape and per-channel intensity."""
+    """What the well's final labels give, in one job: one row per object (location, shape, per-channel intensity),
+    the per-well CSVs -- the profile (pycytominer aggregate: median per feature) and the summary (counts,
+    mean/median/SD), both with the well's QC columns (pixel QC of the image, seam QC of the final labels' blocks)
+    -- and the report's picture of the well (its first field with the final contours, coloured by the engine that
+    drew them)."""
     input:
         unpack(measure_inputs),
     output:
-        "results/{plate}/{well}/objects.parquet",
+        objects="results/{plate}/{well}/objects.parquet",
+        profile="results/{plate}/wells/{well}.csv",
+        summary="results/{plate}/wells/{well}_summary.csv",
+        thumbnail=report(
+            "results/{plate}/qc/wells/{well}.png",
+            caption="../report/well_thumbnail.rst",
+            category="Wells",
+            subcategory="{plate}",
+            labels={"plate": "{plate}", "well": "{well}"},
+        ),
     params:
         metadata=well_metadata,
         block_size=config["tiling"]["block_size"],
@@ -18,28 +31,3 @@ rule measure:
         CONDA_ENV
     script:
         "../scripts/measure.py"
-
-
-rule summarize_well:
-    """Per-well CSVs: the profile (pycytominer aggregate: median per feature) and the summary (counts, mean/median/SD),
-    both with the well's QC columns (pixel QC of the image, seam QC of the final labels' blocks)."""
-    input:
-        objects="results/{plate}/{well}/objects.parquet",
-        image="results/{plate}/{well}/image.zarr",
-        labels=final_labels,
-    output:
-        profile="results/{plate}/wells/{well}.csv",
-        summary="results/{plate}/wells/{well}_summary.csv",
-    params:
-        metadata=well_metadata,
-        code=script_code("summarize_well"),
-    log:
-        "logs/{plate}/{well}/summarize_well.log",
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-        runtime=10,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/summarize_well.py"

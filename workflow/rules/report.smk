@@ -87,33 +87,6 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
-rule well_thumbnail:
-    """The report's picture of a well: its first field with the final contours, coloured by the engine that drew them."""
-    input:
-        unpack(thumbnail_inputs),
-    output:
-        report(
-            "results/{plate}/qc/wells/{well}.png",
-            caption="../report/well_thumbnail.rst",
-            category="Wells",
-            subcategory="{plate}",
-            labels={"plate": "{plate}", "well": "{well}"},
-        ),
-    params:
-        title=lambda wildcards: f"{wildcards.plate} {wildcards.well}",
-        code=script_code("well_thumbnail"),
-    log:
-        "logs/{plate}/{well}/well_thumbnail.log",
-    threads: 1
-    resources:
-        mem_mb=mem_mb(1000),
-        runtime=10,
-    conda:
-        CONDA_ENV
-    script:
-        "../scripts/well_thumbnail.py"
-
-
 rule training_curves:
     """Training curves (loss terms per epoch) of the engines the run uses, trained here or shipped."""
     input:

@@ -1,9 +1,11 @@
-"""Snakemake script (rule measure): per-object table of one well (ensemble columns only with the picks)."""
+"""Snakemake script (rule measure): per-object table, profile and summary rows and the report's picture of one
+well (ensemble columns only with the picks)."""
 from plateseg.io.files import setup_logging
-from plateseg.pipeline.measure import measure_objects
+from plateseg.pipeline.measure import measure_well_tables
 
 setup_logging(snakemake.log[0])
-measure_objects(snakemake.input.image, snakemake.input.labels, snakemake.output[0], snakemake.params.metadata,
-                picks=snakemake.input.get("picks"), cells=snakemake.input.get("cells"),
-                cytoplasm=snakemake.input.get("cytoplasm"), block_size=snakemake.params.block_size,
-                threads=snakemake.threads)
+i, o = snakemake.input, snakemake.output
+measure_well_tables(i.image, i.labels, o.objects, o.profile, o.summary, o.thumbnail, snakemake.params.metadata,
+                    f"{snakemake.wildcards.plate} {snakemake.wildcards.well}", picks=i.get("picks"),
+                    cells=i.get("cells"), cytoplasm=i.get("cytoplasm"), block_size=snakemake.params.block_size,
+                    threads=snakemake.threads)

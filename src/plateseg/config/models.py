@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from plateseg.config.checks import ConfigError
+from plateseg.config.checks import ConfigError, load_yaml
 
 __all__ = ["MODEL_FILES", "model_files", "model_set_dir", "shipped_sets", "with_set_settings"]
 
@@ -120,8 +120,6 @@ def with_set_settings(config: dict, root) -> dict:
     """
     import copy
 
-    import yaml
-
     from plateseg.config.params import FINETUNE_DEFAULTS
 
     models = config.get("models") or {}
@@ -136,4 +134,4 @@ def with_set_settings(config: dict, root) -> dict:
     settings = model_set_dir(name, root) / "settings.yaml"
     if not settings.is_file():
         return config
-    return _merge(yaml.safe_load(settings.read_text()) or {}, config)
+    return _merge(load_yaml(settings) or {}, config)

@@ -15,6 +15,7 @@ import functools
 import hashlib
 import importlib.util
 import logging
+import re
 from pathlib import Path
 
 __all__ = ["code_hash", "imported_modules", "module_closure", "module_file", "script_code_hash"]
@@ -22,6 +23,9 @@ __all__ = ["code_hash", "imported_modules", "module_closure", "module_file", "sc
 log = logging.getLogger(__name__)
 
 PACKAGE = "plateseg"
+# the start of an import statement at the start of a line, and its rest: a parenthesised name list or the line
+# (with backslash continuations)
+_IMPORT = re.compile(r"^[ \t]*((?:from[ \t]+[\w.]+[ \t]+)?import\b(?:[ \t]*\([^)]*\)|(?:\\\n|[^\n])*))", re.M)
 
 
 def _default_src() -> Path:
@@ -61,7 +65,7 @@ def imported_modules(source: str, name: str = "", path: Path | None = None) -> s
     ['pkg.b', 'pkg.b.c']
     """
     found: set[str] = set()
-    for node in ast.walk(ast.parse(source)):
+    for node in ast.walk(_import_tree(source)):
         if isinstance(node, ast.Call) and node.args and _is_import_call(node.func):
             # importlib.import_module("a.b") / __import__("a.b"); an f-string f"a.b.{x}" stands for every
             # module of package a.b (a trailing "*")
@@ -87,6 +91,20 @@ def imported_modules(source: str, name: str = "", path: Path | None = None) -> s
                 found.add(base)
             found.update(f"{base}.{alias.name}" if base else alias.name for alias in node.names if alias.name != "*")
     return found
+
+
+def _import_tree(source: str) -> ast.Module:
+    """The syntax tree of ``source``'s import statements alone (walking a whole module's tree was most of the
+    time of hashing every rule's code at each load of the workflow); the whole module's tree where it imports
+    by call (``import_module``, ``__import__``) or the statements do not parse on their own. A line inside a
+    string that reads as an import (a docstring's example without ``>>>``) counts too: at worst a rule hashes
+    more code than it runs, never less."""
+    if "import_module" not in source and "__import__" not in source:
+        try:
+            return ast.parse("\n".join(m.group(1) for m in _IMPORT.finditer(source)))
+        except SyntaxError:  # e.g. a line of a docstring that starts with "import"
+            pass
+    return ast.parse(source)
 
 
 def _is_import_call(func) -> bool:

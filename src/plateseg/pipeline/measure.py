@@ -9,14 +9,14 @@ import pandas as pd
 
 from plateseg.io.files import rate_text, read_table, write_table
 
-__all__ = ["measure_objects", "well_summary", "plate_tables"]
+__all__ = ["measure_objects", "well_summary", "measure_well_tables", "plate_tables"]
 
 log = logging.getLogger(__name__)
 
 
 def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, cytoplasm=None,
                     block_size: int | None = None, threads: int = 1) -> pd.DataFrame:
-    """Rule measure: the per-object table of a well's final labels, written to ``out``.
+    """The per-object table of a well's final labels (rule measure), written to ``out``.
 
     Parameters
     ----------
@@ -62,7 +62,7 @@ def measure_objects(image, labels, out, metadata: dict, picks=None, cells=None, 
 
 def well_summary(objects, image, profile_out, summary_out, metadata: dict,
                  labels=None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Rule summarize_well: the well's profile and summary rows (:mod:`plateseg.measure.summarize`).
+    """The well's profile and summary rows (rule measure) (:mod:`plateseg.measure.summarize`).
 
     Parameters
     ----------
@@ -106,6 +106,27 @@ def well_summary(objects, image, profile_out, summary_out, metadata: dict,
     for row, out in zip(rows, (profile_out, summary_out)):
         write_table(row, out)
     return rows
+
+
+def measure_well_tables(image, labels, objects_out, profile_out, summary_out, thumbnail_out, metadata: dict,
+                        title: str, picks=None, cells=None, cytoplasm=None, block_size: int | None = None,
+                        threads: int = 1) -> None:
+    """Rule measure: what a well's final labels give, in one job -- the per-object table
+    (:func:`measure_objects`), the profile and summary rows (:func:`well_summary`) and the report's picture
+    (:func:`plateseg.pipeline.qc.well_thumbnail`). Arguments as for those.
+
+    Examples
+    --------
+    measure_well_tables("results/P/A01/image.zarr", "results/P/A01/ensemble.zarr", "results/P/A01/objects.parquet",
+                        "results/P/wells/A01.csv", "results/P/wells/A01_summary.csv", "results/P/qc/wells/A01.png",
+                        {"Metadata_Well": "A01"}, "P A01", picks="results/P/A01/picks.parquet")
+    """
+    from plateseg.pipeline.qc import well_thumbnail
+
+    objects = measure_objects(image, labels, objects_out, metadata, picks=picks, cells=cells, cytoplasm=cytoplasm,
+                              block_size=block_size, threads=threads)
+    well_summary(objects_out, image, profile_out, summary_out, metadata, labels)
+    well_thumbnail(image, labels, objects, thumbnail_out, title)
 
 
 def plate_tables(profiles, summaries, profiles_out, summary_out) -> None:

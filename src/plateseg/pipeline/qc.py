@@ -104,31 +104,35 @@ def _overlay(hcs, field: int, objects: pd.DataFrame) -> np.ndarray:
     return contour_overlay(plane, labels, sources)
 
 
-def well_thumbnail(hcs_well, objects, out, title: str) -> None:
-    """Rule well_thumbnail: the report's picture of a well, its first field with the final contours coloured by
-    the engine that drew them (:func:`plateseg.measure.qc.contour_overlay`).
+def well_thumbnail(image, labels, objects, out, title: str) -> None:
+    """The report's picture of a well (rule measure): its first field with the final contours coloured by the
+    engine that drew them (:func:`plateseg.measure.qc.contour_overlay`), every ``k``-th pixel of the well image
+    store's first channel and of the final labels, ``k`` the least giving at most ``OVERLAY_PIXELS`` a side.
 
     Parameters
     ----------
-    hcs_well : path-like
-        The well in the HCS plate (``plate.zarr/<row>/<column>``).
-    objects : path-like
+    image, labels : path-like
+        The well image store and its final label store.
+    objects : pandas.DataFrame or path-like
         The well's per-object table.
     out : path-like
         The PNG.
     title : str
     """
-    import zarr
+    from plateseg.io.ngff import list_fields, open_field, open_labels
+    from plateseg.measure.qc import contour_overlay, overlay_figure
 
-    from plateseg.measure.qc import overlay_figure
-
-    table = pd.read_parquet(objects)
-    hcs = zarr.open_group(str(hcs_well), mode="r")
-    field = int(hcs.attrs["ome"]["well"]["images"][0]["path"])
+    table = objects if isinstance(objects, pd.DataFrame) else pd.read_parquet(objects)
+    fields = list_fields(image)
+    field, pixels = fields[0], open_field(image, fields[0])
+    step = -(-max(pixels.shape[-2:]) // OVERLAY_PIXELS)
+    plane = np.asarray(pixels[0, ::step, ::step])
+    mask = np.asarray(open_labels(labels, field)[::step, ::step])
     obj = table[table["Metadata_Site"] == field]
-    n_fields = len(hcs.attrs["ome"]["well"]["images"])
-    overlay_figure([(f"field {field} of {n_fields}: {len(obj)} nuclei", _overlay(hcs, field, obj))], out, title,
-                   legend="Metadata_Ensemble_Source" in table.columns)
+    sources = (dict(zip(obj["Metadata_ObjectNumber"].astype(int), obj["Metadata_Ensemble_Source"]))
+               if "Metadata_Ensemble_Source" in obj.columns else None)
+    overlay_figure([(f"field {field} of {len(fields)}: {len(obj)} nuclei", contour_overlay(plane, mask, sources))],
+                   out, title, legend="Metadata_Ensemble_Source" in table.columns)
     log.info("wrote %s (%d nuclei of field %d)", out, len(obj), field)
 
 
