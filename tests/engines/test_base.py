@@ -50,7 +50,8 @@ def test_legacy_unet_checkpoint_loads_and_predicts_as_before():
     assert meta["arch"]["encoder_depth"] == 3 and meta["arch"]["decoder_channels"] == [16, 8, 8]
     assert meta["heads"] == ["foreground", "boundary", "centre"] and meta["params"]["val_mode"] == "boundary"
     maps = predict_maps(model, meta, np.load(DATA / "legacy_input.npy"), 32, 8)
-    np.testing.assert_array_equal(maps, np.load(DATA / "legacy_unet_maps.npy"))
+    # equal up to float32 rounding (torch's CPU kernels may sum in another order with other thread counts / load)
+    np.testing.assert_allclose(maps, np.load(DATA / "legacy_unet_maps.npy"), rtol=1e-5, atol=1e-6)
     assert params_from_meta(UNetParams, meta).encoder_depth == 3  # its legacy val_mode is ignored
 
 
