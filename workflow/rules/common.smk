@@ -6,7 +6,6 @@ import re
 import sys
 from pathlib import Path
 
-
 # the workflow and its rule scripts import the plateseg library of this checkout (not another installed copy),
 # also inside --use-conda environments
 SRC = Path(workflow.basedir) / "src"

@@ -560,6 +560,7 @@ def predict_instances(model: torch.nn.Module, meta: dict, image, tile_size=256, 
         :func:`plateseg.engines.scale.field_tiling`, each zoomed, and the masks resized back
         (:func:`plateseg.engines.scale.zoomed_masks`): labels and table are in the field's pixels and no zoomed
         copy of the field is made.
+
     Returns
     -------
     labels : array-like

@@ -66,7 +66,7 @@ def well_summary(objects, image, profile_out, summary_out, metadata: dict,
 
     Parameters
     ----------
-    objects : path-like
+    objects : pandas.DataFrame or path-like
         The well's per-object table.
     image : path-like
         The well image store (its fields are counted, with or without nuclei; its pixel QC flags).
@@ -100,7 +100,8 @@ def well_summary(objects, image, profile_out, summary_out, metadata: dict,
     if labels is not None and blocks is None:
         log.info("%s records no blocks: %s are empty", labels, ", ".join(SEAM_COLUMNS))
     log.info("seam QC: %s", seam_qc(blocks))
-    table, n_fields = read_table(objects), len(list_fields(image))
+    table = objects if isinstance(objects, pd.DataFrame) else read_table(objects)
+    n_fields = len(list_fields(image))
     rows = (well_profile(table, dict(metadata), n_fields, qc, blocks),
             summarize_well(table, dict(metadata), n_fields, qc, blocks))
     for row, out in zip(rows, (profile_out, summary_out)):
@@ -125,7 +126,7 @@ def measure_well_tables(image, labels, objects_out, profile_out, summary_out, th
 
     objects = measure_objects(image, labels, objects_out, metadata, picks=picks, cells=cells, cytoplasm=cytoplasm,
                               block_size=block_size, threads=threads)
-    well_summary(objects_out, image, profile_out, summary_out, metadata, labels)
+    well_summary(objects, image, profile_out, summary_out, metadata, labels)
     well_thumbnail(image, labels, objects, thumbnail_out, title)
 
 

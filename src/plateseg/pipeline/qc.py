@@ -99,9 +99,14 @@ def _overlay(hcs, field: int, objects: pd.DataFrame) -> np.ndarray:
     level = len(hcs[str(field)].attrs["ome"]["multiscales"][0]["datasets"]) - 1 if level is None else level
     labels = hcs[f"{field}/labels/nuclei/{level}"][...]
     plane = hcs[f"{field}/{level}"][0]
-    sources = (dict(zip(objects["Metadata_ObjectNumber"].astype(int), objects["Metadata_Ensemble_Source"]))
-               if "Metadata_Ensemble_Source" in objects.columns else None)
-    return contour_overlay(plane, labels, sources)
+    return contour_overlay(plane, labels, _engine_of_objects(objects))
+
+
+def _engine_of_objects(objects: pd.DataFrame) -> dict | None:
+    """Object number -> the engine that drew it (the ensemble's ``Metadata_Ensemble_Source``), None without one."""
+    if "Metadata_Ensemble_Source" not in objects.columns:
+        return None
+    return dict(zip(objects["Metadata_ObjectNumber"].astype(int), objects["Metadata_Ensemble_Source"]))
 
 
 def well_thumbnail(image, labels, objects, out, title: str) -> None:
@@ -129,9 +134,8 @@ def well_thumbnail(image, labels, objects, out, title: str) -> None:
     plane = np.asarray(pixels[0, ::step, ::step])
     mask = np.asarray(open_labels(labels, field)[::step, ::step])
     obj = table[table["Metadata_Site"] == field]
-    sources = (dict(zip(obj["Metadata_ObjectNumber"].astype(int), obj["Metadata_Ensemble_Source"]))
-               if "Metadata_Ensemble_Source" in obj.columns else None)
-    overlay_figure([(f"field {field} of {len(fields)}: {len(obj)} nuclei", contour_overlay(plane, mask, sources))],
+    overlay_figure([(f"field {field} of {len(fields)}: {len(obj)} nuclei",
+                     contour_overlay(plane, mask, _engine_of_objects(obj)))],
                    out, title, legend="Metadata_Ensemble_Source" in table.columns)
     log.info("wrote %s (%d nuclei of field %d)", out, len(obj), field)
 
