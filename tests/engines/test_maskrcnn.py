@@ -171,6 +171,30 @@ def test_predict_instances_outputs_and_ownership(maskrcnn_trained, maskrcnn_data
         predict_instances(model, meta, ims[4], start=1, relabel=True)
 
 
+def test_masks_kept_to_their_boxes_are_torchvision_pasted_masks(maskrcnn_trained, maskrcnn_data):
+    """Inference keeps each mask to its box (no image-sized map per detection); the pixels are torchvision's."""
+    from plateseg.engines.maskrcnn import _box_masks, _boxed_detections
+    from plateseg.tiling.instances import _window_detections
+
+    model, _ = maskrcnn_trained
+    model.eval()
+    saved, model.roi_heads.score_thresh = model.roi_heads.score_thresh, 0.0  # every detection of the tiny model
+    x = torch.from_numpy(np.ascontiguousarray(maskrcnn_data[0][4], dtype=np.float32))[:, 5:91, 3:80]
+    with torch.inference_mode():
+        full = model([x])[0]
+        boxes, scores, probs = _boxed_detections(model, [x])[0]
+    model.roi_heads.score_thresh = saved
+    assert len(full["scores"]) >= 3 and torch.equal(full["boxes"], boxes) and torch.equal(full["scores"], scores)
+    boxed = _box_masks(probs, boxes, x.shape[-2:], 0.5)
+    assert all(c.shape == (b[2] - b[0], b[3] - b[1]) for b, c in zip(boxed.boxes, boxed.crops))
+    assert sum(c.size for c in boxed.crops) < len(boxed.crops) * x.shape[-1] * x.shape[-2] / 2
+    pasted = list(_window_detections((full["masks"][:, 0] > 0.5).numpy(), scores.numpy(), x.shape[-2:]))
+    kept = list(_window_detections(boxed, scores.numpy(), x.shape[-2:]))
+    assert len(kept) == len(pasted) >= 3
+    for a, b in zip(pasted, kept):
+        assert a[:5] == b[:5] and np.array_equal(a[5], b[5])
+
+
 def test_real_model_tiles_take_each_whole_field_instance_once(maskrcnn_trained, maskrcnn_data, maskrcnn_tiny):
     """With a halo covering the whole field every tile sees the same input, so each tile's
     detections equal the whole-field detections: ownership must keep each of them exactly once."""

@@ -291,9 +291,30 @@ def zoomed_maps(predict_fn, factor: float):
     return fn
 
 
+def _nearest_source(n_out: int, n_in: int) -> np.ndarray:
+    """Source index of each of ``n_out`` samples resized by nearest neighbour from ``n_in`` (as :func:`resize_labels`)."""
+    return np.minimum(((np.arange(n_out) + 0.5) * (n_in / n_out)).astype(np.int64), n_in - 1)
+
+
+def _unzoomed_box_masks(masks, zoomed_size, size):
+    """:class:`~plateseg.tiling.instances.BoxMasks` of a window zoomed to ``zoomed_size``, resized back to ``size``
+    by nearest neighbour box by box (a mask too small for the coarser grid vanishes)."""
+    from plateseg.tiling.instances import BoxMasks
+
+    src = [_nearest_source(n, z) for n, z in zip(size, zoomed_size)]
+    boxes, crops = [], []
+    for (y0, x0, y1, x1), crop in zip(np.asarray(masks.boxes).reshape(-1, 4), masks.crops):
+        (r0, r1), (c0, c1) = (np.searchsorted(s, (a, b)) for s, a, b in zip(src, (y0, x0), (y1, x1)))
+        if r1 > r0 and c1 > c0:
+            boxes.append((r0, c0, r1, c1))
+            crops.append(np.asarray(crop)[np.ix_(src[0][r0:r1] - y0, src[1][c0:c1] - x0)])
+    return BoxMasks(np.asarray(boxes, np.int64).reshape(-1, 4), crops)
+
+
 def zoomed_masks(detect_fn, factor: float):
-    """``detect_fn`` (a list of ``(c, H, W)`` field windows -> per window ``(masks (N, H, W) bool, scores)``)
-    run on the windows zoomed by ``factor``, its masks resized back to the windows by nearest neighbour.
+    """``detect_fn`` (a list of ``(c, H, W)`` field windows -> per window ``(masks, scores)``, masks a bool
+    ``(N, H, W)`` stack or a :class:`~plateseg.tiling.instances.BoxMasks`) run on the windows zoomed by
+    ``factor``, its masks resized back to the windows by nearest neighbour.
 
     Examples
     --------
@@ -303,19 +324,26 @@ def zoomed_masks(detect_fn, factor: float):
     >>> masks, scores = zoomed_masks(detect, 2.0)([img])[0]
     >>> masks.shape, int(masks.sum())
     ((1, 8, 8), 16)
+    >>> from plateseg.tiling.instances import BoxMasks
+    >>> boxed = lambda ws: [(BoxMasks(np.array([[4, 4, 12, 12]]), [np.ones((8, 8), bool)]), np.ones(1)) for w in ws]
+    >>> masks, scores = zoomed_masks(boxed, 2.0)([img])[0]
+    >>> masks.boxes.tolist(), masks.crops[0].shape
+    ([[2, 2, 6, 6]], (4, 4))
     """
     if factor == 1.0:
         return detect_fn
 
     def fn(windows):
         windows = list(windows)
-        found = detect_fn([zoom_image(window, factor) for window in windows])
+        zoomed = [zoom_image(window, factor) for window in windows]
+        found = detect_fn(zoomed)
         out = []
-        for (masks, scores), window in zip(found, windows):
+        for (masks, scores), window, z in zip(found, windows, zoomed):
             size = np.asarray(window).shape[-2:]
-            masks = np.asarray(masks)
-            if len(masks):
-                masks = resize_labels(masks.astype(np.uint8), (len(masks),) + tuple(size)).astype(bool)
+            if hasattr(masks, "crops"):
+                masks = _unzoomed_box_masks(masks, np.asarray(z).shape[-2:], size)
+            elif len(masks):
+                masks = resize_labels(np.asarray(masks).astype(np.uint8), (len(masks),) + tuple(size)).astype(bool)
             else:
                 masks = np.zeros((0,) + tuple(size), bool)
             out.append((masks, scores))

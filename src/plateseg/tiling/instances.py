@@ -26,6 +26,7 @@ instances reach into later cores are detected again (same ids), not written agai
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from scipy import ndimage as ndi
 from plateseg.labels import mask_box, paint_instances
 from plateseg.tiling.grid import Tile, TileSchedule, map_windows, owned_by_tile, tile_grid
 
-__all__ = ["TABLE_COLUMNS", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
+__all__ = ["TABLE_COLUMNS", "BoxMasks", "tiled_instances", "tiled_labels", "seam_counts", "seam_note"]
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +43,42 @@ TABLE_COLUMNS = ("label", "score", "y0", "x0", "y1", "x1", "centroid_y", "centro
                  "tile", "tile_row", "tile_col", "cut_by_halo")
 
 
+class BoxMasks(NamedTuple):
+    """The instance masks of one window as boxes and the masks inside them, for detectors with many instances
+    per window (a dense ``(n, h, w)`` stack is ``n`` times the window's pixels).
+
+    ``boxes`` int ``(n, 4)`` ``y0, x0, y1, x1`` (end-exclusive, window coordinates); ``crops`` ``n`` bool
+    masks, each of its box's shape (pixels outside every box are background).
+
+    Examples
+    --------
+    >>> m = BoxMasks(np.array([[2, 3, 4, 6]]), [np.ones((2, 3), bool)])
+    >>> [d[:5] for d in _window_detections(m, [0.9], (8, 8))]
+    [(0.9, 2, 3, 4, 6)]
+    """
+    boxes: np.ndarray
+    crops: list
+
+
 def _window_detections(masks, scores, shape):
     """``(score, y0, x0, y1, x1, crop)`` of every non-empty detection of one window.
 
-    ``masks`` is a bool ``(n, h, w)`` stack with ``(n,)`` ``scores``, or an integer ``(h, w)`` label image
-    (one detection per label, in label order; ``scores`` None for 1.0 each, else one per label 1..max).
+    ``masks`` is a bool ``(n, h, w)`` stack or a :class:`BoxMasks` with ``(n,)`` ``scores``, or an integer
+    ``(h, w)`` label image (one detection per label, in label order; ``scores`` None for 1.0 each, else one per
+    label 1..max).
     """
+    if isinstance(masks, BoxMasks):
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        if not (len(scores) == len(masks.boxes) == len(masks.crops)):
+            raise ValueError(f"detect_fn gave {len(masks.boxes)} boxes, {len(masks.crops)} masks and "
+                             f"{len(scores)} scores")
+        for (by, bx, _, _), crop, s in zip(np.asarray(masks.boxes).reshape(-1, 4), masks.crops, scores):
+            crop = np.asarray(crop, bool)
+            box = mask_box(crop)
+            if box is not None:
+                y0, x0, y1, x1 = box
+                yield float(s), int(by) + y0, int(bx) + x0, int(by) + y1, int(bx) + x1, crop[y0:y1, x0:x1]
+        return
     masks = np.asarray(masks)
     if masks.ndim == 2 and masks.shape == tuple(shape) and masks.dtype != bool:
         boxes = ndi.find_objects(masks.astype(np.int64, copy=False))
@@ -80,8 +111,8 @@ def tiled_instances(detect_fn, read_fn, shape, tile_size, halo, batch_size: int 
     detect_fn : callable
         ``detect_fn(windows)`` with a list of ``(c, h, w)`` float arrays (read windows, not
         padded, of varying size at the field edge) returns one ``(masks, scores)`` per window:
-        bool ``(n, h, w)`` instance masks in window coordinates (thresholded) and ``(n,)`` scores,
-        by decreasing score; or an integer ``(h, w)`` label image and None (or one score per label).
+        bool ``(n, h, w)`` instance masks in window coordinates (thresholded) or a :class:`BoxMasks`, and
+        ``(n,)`` scores, by decreasing score; or an integer ``(h, w)`` label image and None (or one score per label).
     read_fn : callable
         ``read_fn((ys, xs))`` returns the field's pixels in the given slices as ``(c, h, w)``.
     shape : tuple of int
