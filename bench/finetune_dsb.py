@@ -13,6 +13,10 @@ Run from the repository root::
 
     .venv/bin/python bench/finetune_dsb.py
 
+``--pool picker`` draws the tuning and the scored images from the set's picker split instead (``val_ids``: images
+neither engine trained on), which is where fine-tuning settings are chosen, never on the kept-out fold; it writes
+its own section (``## Fine-tuning the shipped set, picker split``) and folder (``bench/out/finetune_dsb_picker``).
+
 Writes the section ``## Fine-tuning the shipped set`` of ``bench/RESULTS.md`` and ``metrics.csv``,
 ``per_image_*.csv``, ``run.log`` in ``--out`` (default ``bench/out/finetune_dsb``).
 """
@@ -26,6 +30,11 @@ from plateseg.pipeline.bench import command_text, common_args, start_run, table_
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Fine-tuning the shipped set"
+# --pool: which images of the set's split the tuning and scored images are drawn from (checkpoint meta key, words)
+POOLS = {"kept-out": ("kept_out_ids", "kept-out fold ({n} DSB2018 fluo images no file of the set saw)", ""),
+         "picker": ("val_ids", "picker split ({n} DSB2018 fluo images neither engine trained on; the set's "
+                    "thresholds and picker were chosen and trained on them, so the ensemble rows flatter it)",
+                    ", picker split")}
 TABLE = [("DSB mAP", "mean_dsb_map"), ("AP50", "coco_AP50"), ("F1@0.5", "pooled_f1_50"),
          ("P@0.7", "pooled_precision_70"), ("R@0.7", "pooled_recall_70"), ("Dice", "mean_dice"),
          ("n pred", "total_n_pred")]
@@ -34,12 +43,19 @@ TABLE = [("DSB mAP", "mean_dsb_map"), ("AP50", "coco_AP50"), ("F1@0.5", "pooled_
 def parse_args(argv=None):
     ap = common_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]), "finetune_dsb", REPO)
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
-    ap.add_argument("--n-tune", type=int, default=20, help="kept-out images the engines are fine-tuned on")
+    ap.add_argument("--pool", choices=sorted(POOLS), default="kept-out",
+                    help="kept-out: the set's kept-out fold (the reported check); picker: the set's picker split, "
+                         "to choose fine-tuning settings without looking at the kept-out fold (own section and "
+                         "output folder)")
+    ap.add_argument("--n-tune", type=int, default=20, help="images of the pool the engines are fine-tuned on")
     ap.add_argument("--unet-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
     ap.add_argument("--maskrcnn-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
     ap.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=False,
                     help="keep the BatchNorm statistics of the shipped weights")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if args.pool != "kept-out" and Path(args.out) == REPO / "bench" / "out" / "finetune_dsb":
+        args.out = str(REPO / "bench" / "out" / f"finetune_dsb_{args.pool}")
+    return args
 
 
 def bn_text(frozen: dict) -> str:
@@ -82,13 +98,14 @@ def main(argv=None):
                "maskrcnn": maskrcnn.load_checkpoint(set_dir / "maskrcnn.pt", "cpu")}
     settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
     picker = Picker.load(set_dir / "picker.json")
-    kept = set(shipped["unet"][1]["kept_out_ids"])
-    items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in kept]
+    key, pool_text, section_tail = POOLS[args.pool]
+    pool = set(shipped["unet"][1][key])
+    items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in pool]
     rng = np.random.default_rng(args.seed)
     tune_idx = set(rng.choice(len(items), args.n_tune, replace=False).tolist())
     tune = [it for k, it in enumerate(items) if k in tune_idx]
     test = [it for k, it in enumerate(items) if k not in tune_idx]
-    log.info("kept-out fold: %d images; fine-tuning on %d, scoring %d", len(items), len(tune), len(test))
+    log.info("%s: %d images; fine-tuning on %d, scoring %d", args.pool, len(items), len(tune), len(test))
 
     tuned, seconds, frozen, done, schedule, zoom_text = {}, {}, {}, {}, {}, {}
     plans = {"unet": (unet.UNetParams, unet.train_unet, args.unet_lr),
@@ -134,10 +151,17 @@ def main(argv=None):
     mt = metrics.set_index("method")
     gains = ", ".join(f"{m} {mt.loc[f'{m} (fine-tuned)', 'mean_dsb_map'] - mt.loc[f'{m} (shipped)', 'mean_dsb_map']:+.3f}"
                       for m in ("unet", "maskrcnn", "ensemble"))
-    text = f"""{SECTION}
+    section = SECTION + section_tail
+    default = all(lr is None for _, _, lr in plans.values())
+    schedule_text = ("the workflow's `models.source: finetune` default (`plateseg.config.params.FINETUNE_DEFAULTS`)"
+                     if default else "the workflow's default with the learning rates of the command")
+    if args.pool == "kept-out":
+        schedule_text += (",\n  chosen on the set's picker split (`--pool picker`: its images trained neither engine), "
+                          "not on this fold")
+    text = f"""{section}
 
-The shipped set `{set_dir.relative_to(REPO) if set_dir.is_relative_to(REPO) else set_dir}` on its kept-out fold
-({len(items)} DSB2018 fluo images no file of the set saw): {len(tune)} of them (drawn at random, seed
+The shipped set `{set_dir.relative_to(REPO) if set_dir.is_relative_to(REPO) else set_dir}` on its
+{pool_text.format(n=len(items))}: {len(tune)} of them (drawn at random, seed
 {args.seed}) fine-tune both engines from the shipped weights; the other **{len(test)} images** are scored with the
 shipped and with the fine-tuned engines (the ensemble with the set's picker and thresholds in both rows).
 
@@ -150,13 +174,12 @@ shipped and with the fine-tuned engines (the ensemble with the set's picker and 
   (`finetune_params`), warm-up then cosine; BatchNorm statistics of the shipped weights {bn_text(frozen)} during
   fine-tuning. The tuning images are trained on at the zoom inference gives their fields
   (`plateseg.engines.scale.training_zooms`): U-Net {zoom_text['unet']}, Mask R-CNN {zoom_text['maskrcnn']}.
-- The schedule is the workflow's `models.source: finetune` default (`plateseg.config.params.FINETUNE_DEFAULTS`),
-  chosen on the set's picker split (its images trained neither engine), not on this fold.
+- The schedule is {schedule_text}.
 - Machine (measured by `plateseg.machine`): {run.machine_text()}; torch {torch.__version__}, {args.threads}
   threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
 - **Command**: `{command_text("bench/finetune_dsb.py", argv)}`
 """
-    write_section(Path(args.results), text, SECTION)
+    write_section(Path(args.results), text, section)
     log.info("wrote %s (%.1f min)", args.results, run.minutes())
 
 

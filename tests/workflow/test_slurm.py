@@ -94,35 +94,72 @@ def _planned(workdir: Path) -> list[tuple[str, str]]:
     return [(rule, key if re.fullmatch(r"[A-Z]+[0-9]+", key) else "") for rule, key in jobs]
 
 
-def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, trained_plate):
-    # the same config and images as the local run of ``trained_plate`` (paths are relative to the work folder)
+def _work_with_local_models(tmp_path: Path, trained_plate: Path, name: str) -> Path:
+    """A copy of ``trained_plate``'s run and config in ``tmp_path/name``, with the models its local run trained
+    given as ``models.source: pretrained`` files (the cluster runs inference and tables, not training)."""
     run = tmp_path / "run"
     shutil.copytree(trained_plate / "run", run)
-    cluster, local = tmp_path / "cluster", trained_plate / "work"
-    cluster.mkdir()
-    tiny_config(cluster, run)
-    assert (cluster / "config.yaml").read_text() == (local / "config.yaml").read_text()
+    work = tmp_path / name
+    (work / "models").mkdir(parents=True)
+    trained = trained_plate / "work" / "results" / "models"
+    for engine in ("unet", "maskrcnn"):
+        shutil.copy(trained / engine / "all.pt", work / "models" / f"{engine}.pt")
+    shutil.copy(trained / "picker" / "picker.json", work / "models" / "picker.json")
+    tiny_config(work, run, **{"models.source": "pretrained", "models.unet": "models/unet.pt",
+                              "models.maskrcnn": "models/maskrcnn.pt", "models.picker": "models/picker.json"})
+    return work
 
+
+def test_demo_plate_on_slurm_fails_one_job_resubmits_only_it_and_matches_local_run(slurm, tmp_path, trained_plate):
+    # the images of the local run of ``trained_plate`` and the models it trained (paths relative to the work folder)
+    cluster, local = _work_with_local_models(tmp_path, trained_plate, "cluster"), trained_plate / "work"
     planned = _planned(cluster)
     local_rules = {"plate_summary", "plate_qc", "hcs_row", "hcs_plate", "training_curves"}
     grouped = {rule for rule, group in _profile()["groups"].items() if group == "wellpost"}
     assert grouped & {r for r, _ in planned}, "the demo plate runs no grouped rule"
+
+    # first run: a raw file of well A02 is broken, so A02's ingest fails on the cluster
+    raw = tmp_path / "run" / "images" / "DEMO_A02_s1_w2.tif"
+    good = raw.read_bytes()
+    raw.write_bytes(b"this is not a tiff")
     t0 = time.monotonic()
+    proc = run_on_slurm(cluster, slurm, check=False)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    failed_log = re.search(r"(\S*slurm_logs/rule_ingest/DEMO_A02/\d+\.log)", out)
+    assert failed_log, out[-3000:]
+    log_path = Path(failed_log.group(1))
+    log_path = log_path if log_path.is_absolute() else cluster / log_path
+    assert "DEMO_A02_s1_w2.tif" in log_path.read_text()  # the log names the broken file
+    assert (cluster / "results" / "DEMO" / "wells" / "A01.csv").is_file()  # the other well went on
+    assert not (cluster / "results" / "DEMO" / "wells" / "A02.csv").exists()
+    first = _submissions(cluster)
+    retries = int(_profile()["retries"])
+    assert len(first["rule_ingest"]) == 2 + retries  # A01's ingest, and A02's tried 1 + retries times
+    shutil.move(cluster / ".snakemake" / "slurm_logs", tmp_path / "slurm_logs_first_run")
+
+    # the file mended, the rerun plans and submits only what is missing: A02's jobs
+    raw.write_bytes(good)
+    missing = _planned(cluster)
+    assert {w for _, w in missing if w} == {"A02"} and "ingest" in {r for r, _ in missing}
     run_on_slurm(cluster, slurm)
     t_cluster = time.monotonic() - t0
+    second = _submissions(cluster)
+    assert len(second.get("rule_ingest", [])) == 1
 
-    subs = _submissions(cluster)
+    subs = {key: first.get(key, []) + second.get(key, []) for key in first.keys() | second.keys()}
     job_ids = [j for ids in subs.values() for j in ids]
     assert all(j.isdigit() for j in job_ids) and len(set(job_ids)) == len(job_ids)
-    # every non-local, non-grouped job was its own SLURM job
+    # over both runs every non-local, non-grouped job was its own SLURM job, once (the failed ingest 2 + retries times)
     for rule in {r for r, _ in planned} - local_rules - grouped:
-        assert len(subs.get(f"rule_{rule}", [])) == sum(1 for r, _ in planned if r == rule), (rule, subs)
+        n = sum(1 for r, _ in planned if r == rule) + (1 + retries) * (rule == "ingest")
+        assert len(subs.get(f"rule_{rule}", [])) == n, (rule, subs)
     # the grouped post-processing of each well went out as one submission per well
     wells = {w for r, w in planned if r in grouped}
     group_logs = [ids for key, ids in subs.items() if key.startswith("group_wellpost")]
     assert sum(len(ids) for ids in group_logs) == len(wells)
     assert not any(key.startswith(("rule_plate_summary", "rule_plate_qc")) for key in subs)
-    n_without_grouping = sum(1 for r, _ in planned if r not in local_rules)
+    n_without_grouping = sum(1 for r, _ in planned if r not in local_rules) + 1 + retries
     assert len(job_ids) < n_without_grouping
     print(f"SLURM submissions: {len(job_ids)} with grouping, {n_without_grouping} without")
 
@@ -130,48 +167,10 @@ def test_demo_plate_on_slurm_matches_local_run(slurm, tmp_path, trained_plate):
     known = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True).stdout.split()
     assert set(job_ids) <= set(known)
 
-    print(f"wall time: SLURM run {t_cluster:.0f} s")
-    # training, inference and tables on the cluster give the local run's tables, to the byte
+    print(f"wall time: both SLURM runs {t_cluster:.0f} s")
+    # inference and tables on the cluster with the local run's models give the local run's tables, to the byte
     csvs = sorted((local / "results" / "DEMO" / "wells").glob("*.csv"))
     assert len(csvs) >= 4
     for csv in csvs + [local / "results" / "DEMO" / "plate_summary.csv"]:
         other = cluster / csv.relative_to(local)
         pd.testing.assert_frame_equal(pd.read_csv(other), pd.read_csv(csv), check_exact=True)
-
-
-def test_failed_cluster_job_names_its_log_and_rerun_resubmits_only_missing(slurm, tmp_path, trained_plate):
-    run = tmp_path / "run"
-    shutil.copytree(trained_plate / "run", run)
-    work = tmp_path / "work"
-    work.mkdir()
-    # the models of the local run, as pretrained files: this test is about failing and resubmitting, not training
-    (work / "models").mkdir()
-    trained = trained_plate / "work" / "results" / "models"
-    for engine in ("unet", "maskrcnn"):
-        shutil.copy(trained / engine / "all.pt", work / "models" / f"{engine}.pt")
-    shutil.copy(trained / "picker" / "picker.json", work / "models" / "picker.json")
-    tiny_config(work, run, **{"models.source": "pretrained", "models.unet": "models/unet.pt",
-                              "models.maskrcnn": "models/maskrcnn.pt", "models.picker": "models/picker.json"})
-    raw = run / "images" / "DEMO_A02_s1_w2.tif"
-    good = raw.read_bytes()
-    raw.write_bytes(b"this is not a tiff")  # breaks A02's ingest on the cluster
-
-    proc = run_on_slurm(work, slurm, check=False)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode != 0
-    failed_log = re.search(r"(\S*slurm_logs/rule_ingest/DEMO_A02/\d+\.log)", out)
-    assert failed_log, out[-3000:]
-    log_path = Path(failed_log.group(1))
-    log_path = log_path if log_path.is_absolute() else work / log_path
-    assert "DEMO_A02_s1_w2.tif" in log_path.read_text()  # the log names the broken file
-    assert (work / "results" / "DEMO" / "wells" / "A01.csv").is_file()  # the other well went on
-
-    raw.write_bytes(good)
-    planned = _planned(work)
-    assert {w for _, w in planned if w} == {"A02"}
-    assert "ingest" in {r for r, _ in planned}
-    shutil.rmtree(work / ".snakemake" / "slurm_logs")
-    run_on_slurm(work, slurm)
-    subs = _submissions(work)
-    assert len(subs.get("rule_ingest", [])) == 1
-    assert (work / "results" / "DEMO" / "wells" / "A02.csv").is_file()
