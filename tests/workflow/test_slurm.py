@@ -94,12 +94,12 @@ def _planned(workdir: Path) -> list[tuple[str, str]]:
     return [(rule, key if re.fullmatch(r"[A-Z]+[0-9]+", key) else "") for rule, key in jobs]
 
 
-def _work_with_local_models(tmp_path: Path, trained_plate: Path, name: str) -> Path:
-    """A copy of ``trained_plate``'s run and config in ``tmp_path/name``, with the models its local run trained
+def _work_with_local_models(tmp_path: Path, trained_plate: Path) -> Path:
+    """A copy of ``trained_plate``'s run and config in ``tmp_path/cluster``, with the models its local run trained
     given as ``models.source: pretrained`` files (the cluster runs inference and tables, not training)."""
     run = tmp_path / "run"
     shutil.copytree(trained_plate / "run", run)
-    work = tmp_path / name
+    work = tmp_path / "cluster"
     (work / "models").mkdir(parents=True)
     trained = trained_plate / "work" / "results" / "models"
     for engine in ("unet", "maskrcnn"):
@@ -112,7 +112,7 @@ def _work_with_local_models(tmp_path: Path, trained_plate: Path, name: str) -> P
 
 def test_demo_plate_on_slurm_fails_one_job_resubmits_only_it_and_matches_local_run(slurm, tmp_path, trained_plate):
     # the images of the local run of ``trained_plate`` and the models it trained (paths relative to the work folder)
-    cluster, local = _work_with_local_models(tmp_path, trained_plate, "cluster"), trained_plate / "work"
+    cluster, local = _work_with_local_models(tmp_path, trained_plate), trained_plate / "work"
     planned = _planned(cluster)
     local_rules = {"plate_summary", "plate_qc", "hcs_row", "hcs_plate", "training_curves"}
     grouped = {rule for rule, group in _profile()["groups"].items() if group == "wellpost"}
