@@ -151,6 +151,17 @@ def test_finetune_starts_both_engines_from_the_set(tmp_path):
             changed = [k for k, v in tuned["state_dict"].items()
                        if v.is_floating_point() and not torch.equal(v.half(), shipped["state_dict"][k])]
             assert changed, (engine, name)
+        # the fold models vote on whether fine-tuning helped; inference uses the winner (final.pt)
+        check = pd.read_csv(models / engine / "finetune_check.csv", dtype={"fold": str})
+        assert list(check["fold"]) == ["0", "1", "mean"] and (check["n_images"] > 0).all()
+        mean = check.iloc[-1]
+        assert mean["n_images"] == check["n_images"].iloc[:-1].sum()
+        helped = mean["dsb_map_finetuned"] > mean["dsb_map_initial"]
+        assert set(check["choice"]) == {"finetuned" if helped else "initial"}
+        kept = models / engine / "all.pt" if helped else SET / f"{engine}.pt"
+        assert (models / engine / "final.pt").read_bytes() == kept.read_bytes()
+        log = (work / "logs" / "training" / f"choose_model_{engine}.log").read_text()
+        assert ("using the fine-tuned model" if helped else "fine-tuning did not help") in log
     # the picker is retrained on the fine-tuned fold models' out-of-fold candidates
     assert (models / "picker" / "picker.json").is_file() and (models / "picker" / "cv_metrics.csv").is_file()
     ev = pd.read_csv(work / "results" / "DSB" / "evaluation" / "ensemble_fields.csv")

@@ -209,12 +209,14 @@ def train_params(engine):
 
 def model_checkpoint(engine):
     """Input function: the checkpoint of ``engine`` that inference uses: the set's (or models.<engine>) with
-    models.source pretrained, else the one trained (or fine-tuned) on all annotated images."""
+    models.source pretrained, the one trained on all annotated images with train, and with finetune the one
+    rule choose_model keeps (fine-tuned, or the set's where cross-validation says fine-tuning made it worse)."""
 
     def _checkpoint(wildcards=None):
-        if config["models"]["source"] == "pretrained":
+        source = config["models"]["source"]
+        if source == "pretrained":
             return config["models"][engine]
-        return f"results/models/{engine}/all.pt"
+        return f"results/models/{engine}/{'final' if source == 'finetune' else 'all'}.pt"
 
     return _checkpoint
 
@@ -247,10 +249,26 @@ def finetune_rescale():
 
 
 def oof_inputs(wildcards):
-    """Fold k's models of both engines, the fold table and the training data (oof_candidates)."""
-    return {
+    """Fold k's models of both engines, the fold table and the training data (oof_candidates); with models.source
+    finetune also rule choose_model's tables (an engine whose fine-tuning was rejected gives the set's candidates)."""
+    inputs = {
         "unet": f"results/models/unet/{wildcards.fold}.pt",
         "maskrcnn": f"results/models/maskrcnn/{wildcards.fold}.pt",
+        "folds": "results/training/folds.csv",
+        "annotations": training_annotation_files(wildcards),
+    }
+    if config["models"]["source"] == "finetune":
+        inputs["checks"] = [f"results/models/{engine}/finetune_check.csv" for engine in ("unet", "maskrcnn")]
+    return inputs
+
+
+def finetune_check_inputs(wildcards):
+    """rule choose_model: the fine-tuned fold models and all-data model of the engine, the checkpoint they started
+    from, the fold table and the annotated images."""
+    return {
+        "folds_models": [f"results/models/{wildcards.engine}/{k}.pt" for k in FOLDS],
+        "tuned": f"results/models/{wildcards.engine}/all.pt",
+        "initial": initial_checkpoint(wildcards.engine),
         "folds": "results/training/folds.csv",
         "annotations": training_annotation_files(wildcards),
     }

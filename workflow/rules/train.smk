@@ -165,6 +165,35 @@ rule train_maskrcnn_fold:
         "../scripts/train_fold.py"
 
 
+rule choose_model:
+    """models.source finetune: keep the fine-tuned model of an engine only where it beats the set's by
+    cross-validation on the annotated images (each fine-tuned fold model against the set's model on the fold it did
+    not train on); the chosen checkpoint is copied to final.pt, the one inference uses."""
+    input:
+        unpack(finetune_check_inputs),
+    output:
+        model="results/models/{engine}/final.pt",
+        table="results/models/{engine}/finetune_check.csv",
+    wildcard_constraints:
+        engine="unet|maskrcnn",
+    params:
+        annotations=training_annotations(),
+        rescale=finetune_rescale(),
+        pixel_size=config["training"]["pixel_size"],
+        code=script_code("choose_model"),
+    log:
+        "logs/training/choose_model_{engine}.log",
+    threads: 2
+    resources:
+        mem_mb=mem_mb(4000),
+        runtime=60,
+        gpu=1,
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/choose_model.py"
+
+
 rule cross_validate_unet:
     """Held-out metrics of every fold model with the configured tiling and watershed (target:
     `snakemake cross_validate_unet`); the fold models are trained for it."""

@@ -7,4 +7,4 @@ setup_logging(snakemake.log[0])
 p, i = snakemake.params, snakemake.input
 oof_candidates(snakemake.wildcards.fold, i.unet, i.maskrcnn, i.folds, p.annotations, snakemake.output.table,
                snakemake.output.labels, p.tile_size, p.halo, p.batch_size, p.watershed, p.detection,
-               threads=snakemake.threads)
+               threads=snakemake.threads, checks=i.get("checks", []))

@@ -170,9 +170,14 @@ def downscaled_copies(items, diameters=(11.0, 15.0), max_zoom: float = 0.85, min
 
 
 def oof_candidates(fold, unet, maskrcnn, folds, annotations, table_out, labels_out, tile_size: int, halo: int,
-                   batch_size: int, watershed: dict, detection: dict, threads: int | None = None) -> pd.DataFrame:
+                   batch_size: int, watershed: dict, detection: dict, threads: int | None = None,
+                   checks=()) -> pd.DataFrame:
     """Rule oof_candidates: the fold-``fold`` models of both engines predict the annotated images of that
     fold (which they did not train on); every candidate mask gets its features and its IoU with the truth.
+
+    With ``models.source: finetune``, an engine whose fine-tuned model rule choose_model rejected (its table in
+    ``checks``) predicts with the model inference will use instead, the one fine-tuning started from (it saw none
+    of the annotated images), so the picker learns the candidates it will be given.
 
     Parameters
     ----------
@@ -191,6 +196,8 @@ def oof_candidates(fold, unet, maskrcnn, folds, annotations, table_out, labels_o
         As :func:`engine_predictions`.
     threads : int, optional
         torch CPU threads.
+    checks : sequence of path-like
+        Tables of rule choose_model (:func:`plateseg.pipeline.validation.choose_finetuned`), if any.
 
     Returns
     -------
@@ -208,12 +215,21 @@ def oof_candidates(fold, unet, maskrcnn, folds, annotations, table_out, labels_o
     from plateseg.engines import unet as unet_engine
     from plateseg.io.annotated import fold_split, load_annotated
     from plateseg.pipeline.run import torch_device
+    from plateseg.pipeline.validation import kept_initial
 
     device = torch_device(threads)
     fold = str(fold)
-    models = {"unet": unet_engine.load_checkpoint(unet, device), "maskrcnn": mrcnn_engine.load_checkpoint(maskrcnn, device)}
+    paths = {"unet": unet, "maskrcnn": maskrcnn}
+    kept = {read_table(c)["engine"].iloc[-1]: kept_initial(c) for c in checks}
+    kept = {engine: path for engine, path in kept.items() if path}
+    for engine, path in kept.items():
+        log.info("%s: fine-tuning was rejected by rule choose_model; candidates by %s, the model inference uses",
+                 engine, path)
+    paths.update(kept)
+    models = {"unet": unet_engine.load_checkpoint(paths["unet"], device),
+              "maskrcnn": mrcnn_engine.load_checkpoint(paths["maskrcnn"], device)}
     for engine, (_, meta) in models.items():
-        if str(meta.get("fold")) != fold:
+        if engine not in kept and str(meta.get("fold")) != fold:
             raise ValueError(f"{engine} checkpoint of fold {fold} was trained as fold {meta.get('fold')!r}")
     items, _ = load_annotated(annotations)
     _, held_out = fold_split([it[0] for it in items], read_table(folds), fold)

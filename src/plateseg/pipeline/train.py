@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-__all__ = ["train_model"]
+__all__ = ["train_model", "finetune_items"]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     """
     import importlib
 
-    from plateseg.engines.scale import diameter_record, training_zooms, zoom_annotated
+    from plateseg.engines.scale import diameter_record
     from plateseg.io.annotated import data_hash, fold_split, load_annotated
     from plateseg.pipeline.run import torch_device
 
@@ -71,14 +71,10 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
         start, start_meta = module.load_checkpoint(initial, "cpu")
         weights = start.state_dict()
         params = finetune_params(params, start_meta, getattr(module, PARAMS[engine]))
-        # train on the images at the zoom inference will give their fields for this model
-        zooms = training_zooms([m for _, _, m in items], start_meta, rescale, settings.get("pixel_size"))
-        images, masks = zoom_annotated([i for _, i, _ in items], [m for _, _, m in items], zooms)
-        items = [(image_id, image, mask) for (image_id, _, _), image, mask in zip(items, images, masks)]
-        zoomed = {z: zooms.count(z) for z in sorted(set(zooms))}
+        items, zoomed = finetune_items(items, start_meta, rescale, settings.get("pixel_size"))
         log.info("fine-tuning %s (model, normalisation, crops and augmentation of the checkpoint; training settings "
                  "of the config); annotated images zoomed as inference will (segmentation.rescale %s): %s", initial,
-                 rescale, ", ".join(f"x{z:g} {n} images" for z, n in zoomed.items()))
+                 rescale, zoomed)
         # a fine-tuned model keeps the nucleus sizes of the model it starts from (its images are zoomed to them)
         tuned = {"finetuned_from": str(initial), "finetuned_from_data_hash": start_meta.get("data_hash"),
                  **{k: start_meta[k] for k in ("nucleus_diameter", "nucleus_diameter_range", "model_set")
@@ -98,3 +94,26 @@ def train_model(engine: str, annotations, out, settings: dict, threads: int | No
     module.save_checkpoint(out, model, meta)
     log.info("checkpoint written to %s", out)
     return meta
+
+
+def finetune_items(items, meta: dict, rescale="auto", pixel_size: float | None = None) -> tuple:
+    """Annotated ``items`` (``(id, image, mask)``) zoomed as inference will zoom their fields for the model of
+    ``meta`` (:func:`plateseg.engines.scale.training_zooms`): what fine-tuning that model trains and is scored on.
+
+    Returns the zoomed items and a text of the zooms (``"x1 18 images, x2 2 images"``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> lab = np.zeros((64, 64), int); lab[10:30, 10:30] = 1
+    >>> meta = {"nucleus_diameter_range": [10.0, 48.0], "params": {"scale_range": [0.6, 1.6]}}
+    >>> out, text = finetune_items([("a", np.ones((1, 64, 64)), lab)], meta)
+    >>> out[0][0], out[0][2].shape, text
+    ('a', (64, 64), 'x1 1 images')
+    """
+    from plateseg.engines.scale import training_zooms, zoom_annotated
+
+    zooms = training_zooms([m for _, _, m in items], meta, rescale, pixel_size)
+    images, masks = zoom_annotated([i for _, i, _ in items], [m for _, _, m in items], zooms)
+    out = [(image_id, image, mask) for (image_id, _, _), image, mask in zip(items, images, masks)]
+    return out, ", ".join(f"x{z:g} {zooms.count(z)} images" for z in sorted(set(zooms)))

@@ -1,5 +1,6 @@
 """Validation of fold models while they train, and the training of a fold model (rules train_unet_fold,
-train_maskrcnn_fold), and the U-Net's cross-validation (rule cross_validate_unet).
+train_maskrcnn_fold), the U-Net's cross-validation (rule cross_validate_unet), and the check that keeps a
+fine-tuned model only where it beats the model it started from (rule choose_model).
 
 The engines know no watershed and no metrics: a fold model is scored here, on its held-out fold, with the
 configured watershed (U-Net) and the Kaggle tie rule. The model on all data has nothing held out and is trained
@@ -17,7 +18,8 @@ from plateseg.evaluation.metrics import dsb_map, evaluate_dataset, matching
 from plateseg.io.files import read_table, write_table
 from plateseg.segment.watershed import instances_from_maps
 
-__all__ = ["evaluate_maps", "validate_unet", "validate_maskrcnn", "VALIDATORS", "train_fold", "cross_validate_unet"]
+__all__ = ["evaluate_maps", "validate_unet", "validate_maskrcnn", "VALIDATORS", "train_fold", "cross_validate_unet",
+           "choose_finetuned", "kept_initial"]
 
 log = logging.getLogger(__name__)
 
@@ -181,3 +183,104 @@ def cross_validate_unet(models, annotations, out, watershed: dict, tile_size: in
                       ignore_index=True)
     write_table(table, out)
     return table
+
+
+def choose_finetuned(engine: str, fold_models, tuned, initial, annotations, out_model, out_table,
+                     rescale="auto", pixel_size: float | None = None, threads: int | None = None) -> pd.DataFrame:
+    """Rule choose_model (``models.source: finetune``): the fine-tuned model, unless cross-validation on the
+    annotated images says fine-tuning made the model worse than the one it started from.
+
+    Each fold model (fine-tuned from ``initial`` without fold k) and ``initial`` itself are scored on fold k's
+    images -- which neither trained on -- by the engine's fold validation (:data:`VALIDATORS`, with the fold
+    model's validation settings), the images zoomed as fine-tuning zoomed them
+    (:func:`plateseg.pipeline.train.finetune_items`). If the fold models' DSB mAP, averaged over every held-out
+    image, is higher than ``initial``'s, ``tuned`` (the model fine-tuned on all images) is copied to
+    ``out_model``; otherwise ``initial`` is, and the log says so.
+
+    Parameters
+    ----------
+    engine : {"unet", "maskrcnn"}
+    fold_models : list of path-like
+        The fine-tuned fold checkpoints (their metadata names the held-out images and the start).
+    tuned, initial : path-like
+        The model fine-tuned on all annotated images, and the checkpoint fine-tuning started from.
+    annotations : path-like
+        The annotated folder.
+    out_model, out_table : path-like
+        Outputs: the chosen checkpoint (a copy), and the table: per fold and for the mean over images,
+        ``n_images``, ``dsb_map_finetuned``, ``dsb_map_initial``, ``f1_50_finetuned``, ``f1_50_initial``, with
+        ``engine``, ``initial`` and ``choice`` (``"finetuned"`` or ``"initial"``) on every row.
+    rescale : "auto", "none" or float
+        Config ``segmentation.rescale``, as for the fine-tuning.
+    pixel_size : float, optional
+        The engine settings' ``pixel_size``, as for the fine-tuning.
+    threads : int, optional
+        torch CPU threads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table.
+
+    Examples
+    --------
+    choose_finetuned("unet", ["results/models/unet/0.pt", "results/models/unet/1.pt"], "results/models/unet/all.pt",
+                     "models/dsb2018-fluo/unet.pt", "resources/training", "results/models/unet/final.pt",
+                     "results/models/unet/finetune_check.csv")
+    """
+    import importlib
+    import shutil
+
+    from plateseg.engines.base import params_from_meta
+    from plateseg.io.annotated import load_annotated
+    from plateseg.io.files import atomic_path
+    from plateseg.pipeline.run import torch_device
+    from plateseg.pipeline.train import PARAMS, finetune_items
+
+    module = importlib.import_module(f"plateseg.engines.{engine}")
+    device = torch_device(threads)
+    start, start_meta = module.load_checkpoint(initial, device)
+    items, _ = load_annotated(annotations)
+    rows = []
+    for path in fold_models:
+        model, meta = module.load_checkpoint(path, device)
+        p = params_from_meta(getattr(module, PARAMS[engine]), meta)
+        held_out = set(meta["val_ids"])
+        zoomed, text = finetune_items([it for it in items if it[0] in held_out], start_meta, rescale, pixel_size)
+        val = ([image for _, image, _ in zoomed], [mask for _, _, mask in zoomed])
+        scores = {"finetuned": VALIDATORS[engine](model, meta, val, p, device),
+                  "initial": VALIDATORS[engine](start, start_meta, val, p, device)}
+        rows.append({"fold": str(meta["fold"]), "n_images": len(zoomed),
+                     **{f"{m}_{name}": scores[name][f"val_{m}"] for m in ("ap", "f1_50") for name in scores}})
+        log.info("fold %s (%d held-out images, %s): DSB mAP fine-tuned %.3f, %s %.3f", rows[-1]["fold"], len(zoomed),
+                 text, rows[-1]["ap_finetuned"], initial, rows[-1]["ap_initial"])
+    table = pd.DataFrame(rows).rename(columns=lambda c: c.replace("ap_", "dsb_map_"))
+    n = table["n_images"].to_numpy(float)
+    mean = {c: float(np.average(table[c], weights=n)) for c in table.columns if c.startswith(("dsb_map", "f1_50"))}
+    table = pd.concat([table, pd.DataFrame([{"fold": "mean", "n_images": int(n.sum()), **mean}])], ignore_index=True)
+    choice = "finetuned" if mean["dsb_map_finetuned"] > mean["dsb_map_initial"] else "initial"
+    table = table.assign(engine=engine, initial=str(initial), choice=choice)
+    with atomic_path(out_model) as tmp:
+        shutil.copyfile(tuned if choice == "finetuned" else initial, tmp)
+    write_table(table, out_table)
+    log.info("%s: fold models fine-tuned from %s score DSB mAP %.3f over %d held-out images, %s %.3f: %s", engine,
+             initial, mean["dsb_map_finetuned"], int(n.sum()), initial, mean["dsb_map_initial"],
+             f"using the fine-tuned model {tuned}" if choice == "finetuned"
+             else f"fine-tuning did not help; keeping {initial}")
+    return table
+
+
+def kept_initial(check_table) -> str | None:
+    """The checkpoint rule choose_model kept instead of the fine-tuned model (its table's ``initial``), or None
+    when it chose the fine-tuned model.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "check.csv"
+    >>> pd.DataFrame({"fold": ["0", "mean"], "initial": "set/unet.pt", "choice": "initial"}).to_csv(f, index=False)
+    >>> kept_initial(f)
+    'set/unet.pt'
+    """
+    table = read_table(check_table)
+    return str(table["initial"].iloc[-1]) if table["choice"].iloc[-1] == "initial" else None
