@@ -6,8 +6,9 @@ Mask R-CNN detection and pick thresholds). Config ``models.source``:
 
 - ``pretrained`` (the default): inference with the set's files (``models.set``, a shipped set by name or a
   folder), each replaceable by an explicit file (``models.unet``, ``models.maskrcnn``, ``models.picker``);
-- ``finetune``: both engines start from those files and train briefly on ``training.annotations``; the picker
-  is retrained on out-of-fold candidates;
+- ``finetune``: both engines start from those files and train briefly on ``training.annotations``; each keeps
+  its fine-tuned model only where cross-validation says it beats the start
+  (:func:`plateseg.pipeline.validation.choose_finetuned`); the picker is retrained on out-of-fold candidates;
 - ``train``: everything is trained from scratch by the workflow.
 
 With ``pretrained`` and ``finetune`` the set's ``settings.yaml`` gives the defaults of those keys
