@@ -263,7 +263,7 @@ def oof_inputs(wildcards):
 
 
 def finetune_check_inputs(wildcards):
-    """rule choose_model: the fine-tuned fold models and all-data model of the engine, the checkpoint they started
+    """Inputs of choose_model: the fine-tuned fold models and all-data model of the engine, the checkpoint they started
     from, the fold table and the annotated images."""
     return {
         "folds_models": [f"results/models/{wildcards.engine}/{k}.pt" for k in FOLDS],
