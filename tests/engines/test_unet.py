@@ -144,16 +144,17 @@ def _matched_fraction(ref, other, thresh=0.9):
 
 
 def test_tiled_prediction_matches_untiled(unet_trained, unet_tiny, blobs):
-    """A 192 x 192 field in 64 px tiles with a 32 px halo vs one 192 px tile (same 32 px
+    """A 192 x 192 field in 64 px tiles with a 48 px halo vs one 192 px tile (same 32 px
     reflect padding at the field edge). The U-Net's receptive field is larger than the halo, so
-    maps differ slightly near tile borders; measured here: max |diff| ~0.01-0.03, mean < 1e-3.
+    maps differ slightly near tile borders; measured here: max |diff| ~0.002-0.005, mean ~1e-4
+    (with a 32 px halo max |diff| ~0.015, enough to flip one watershed split of 36 on one CPU and not on another).
     Tolerances: max |diff| < 0.05 and mean |diff| < 0.002 on every map; >= 99% of the untiled
     instances are matched at IoU >= 0.9 by the tiled ones (and vice versa)."""
     model, _ = unet_trained
     meta = checkpoint_meta(unet_tiny)
     img, _ = blobs(100, (192, 192), 40)
     full = predict_maps(model, meta, img, None, 32)
-    tiled = predict_maps(model, meta, img, 64, 32, batch_size=4)
+    tiled = predict_maps(model, meta, img, 64, 48, batch_size=4)
     diff = np.abs(full - tiled)
     assert diff.max() < 0.05, diff.max(axis=(1, 2))
     assert diff.mean(axis=(1, 2)).max() < 0.002

@@ -56,3 +56,37 @@ def test_oracle_picks_the_truest_candidates():
 
     assert set(zip(picks["engine"], picks["source_label"])) == {("unet", 1), ("maskrcnn", 2), ("maskrcnn", 3), ("maskrcnn", 4)}
     assert matching(truth, out, 0.9)["f1"] == 1.0
+
+
+def test_a_mask_mostly_inside_a_kept_object_is_dropped_not_kept_as_its_rim():
+    """IoU misses containment: a small Mask R-CNN mask inside a larger kept U-Net nucleus has IoU
+    (small / large) under nms_iou. Kept, it would survive as the few pixels the large one leaves free.
+    It is dropped when more than max_covered of its pixels are taken; a mask overlapping less keeps its free pixels."""
+    shape = (40, 80)
+    u = np.zeros(shape, np.int32)
+    rr, cc = disk((20, 20), 12, shape=shape)
+    u[rr, cc] = 1
+    m = np.zeros(shape, np.int32)
+    rr, cc = disk((20, 31), 4, shape=shape)  # mostly inside nucleus 1, a rim outside it
+    m[rr, cc] = 1
+    rr, cc = disk((20, 48), 7, shape=shape)  # free: overlaps nothing
+    m[rr, cc] = 2
+    inside = (m == 1) & (u == 1)
+    assert 0.5 < inside.sum() / (m == 1).sum() < 1 and (m == 1).sum() / (u == 1).sum() < 0.3  # IoU below nms_iou
+    table = pd.DataFrame({"engine": ["unet", "maskrcnn", "maskrcnn"], "label": [1, 1, 2],
+                          "predicted_iou": [0.9, 0.6, 0.5]})
+    out, picks = pick({"unet": u, "maskrcnn": m}, table, nms_iou=0.3)
+    assert set(zip(picks["engine"], picks["source_label"])) == {("unet", 1), ("maskrcnn", 2)}
+    assert np.array_equal(out == 1, u == 1) and np.array_equal(out == 2, m == 2)
+    # without the coverage rule, the contained mask survives as its rim: the fragment this rule removes
+    out, picks = pick({"unet": u, "maskrcnn": m}, table, nms_iou=0.3, max_covered=1.0)
+    rim = picks.set_index(["engine", "source_label"]).loc[("maskrcnn", 1), "area"]
+    assert rim == ((m == 1) & (u == 0)).sum() > 0
+    # a second mask half over the first kept Mask R-CNN object (40% taken) keeps its free 60%
+    m2 = np.zeros(shape, np.int32)
+    m2[30:40, 60:70] = 3
+    u2 = np.zeros(shape, np.int32)
+    u2[30:40, 66:76] = 2
+    out, picks = pick({"unet": u2, "maskrcnn": m2}, pd.DataFrame(
+        {"engine": ["maskrcnn", "unet"], "label": [3, 2], "predicted_iou": [0.8, 0.7]}), nms_iou=0.5)
+    assert picks["area"].tolist() == [100, 60]

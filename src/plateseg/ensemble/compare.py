@@ -10,7 +10,7 @@ __all__ = ["compare_methods"]
 
 
 def compare_methods(table: pd.DataFrame, labels: dict, truths: dict, extra: dict | None = None,
-                    min_iou: float = 0.3, nms_iou: float = 0.3):
+                    min_iou: float = 0.3, nms_iou: float = 0.3, max_covered: float = 0.5):
     """Each engine alone, the ensemble and the oracle (and ``extra`` methods) on annotated images.
 
     Parameters
@@ -24,6 +24,8 @@ def compare_methods(table: pd.DataFrame, labels: dict, truths: dict, extra: dict
         image id -> true labels.
     extra : dict, optional
         method name -> {image id: label image} (e.g. the classical baseline).
+    min_iou, nms_iou, max_covered : float
+        The ensemble's and the oracle's picking (:func:`plateseg.ensemble.pick.pick`).
 
     Returns
     -------
@@ -69,7 +71,8 @@ def compare_methods(table: pd.DataFrame, labels: dict, truths: dict, extra: dict
     for name, score in (("ensemble", "predicted_iou"), ("oracle", "iou")):
         outs, scs, kept = [], [], []
         for i in ids:
-            out, picks = pick(labels[i], by_image.get(i, empty), score=score, min_iou=min_iou, nms_iou=nms_iou)
+            out, picks = pick(labels[i], by_image.get(i, empty), score=score, min_iou=min_iou, nms_iou=nms_iou,
+                               max_covered=max_covered)
             outs.append(out)
             scs.append(dict(zip(picks["label"].astype(int), picks["predicted_iou"].astype(float))))
             kept.append(picks["engine"])

@@ -1,7 +1,8 @@
 """Picking the ensemble's objects: greedy non-maximum suppression of candidates by predicted IoU.
 
 :func:`pick` keeps the candidates of a field greedily by predicted IoU: a candidate whose IoU with an
-already kept one exceeds ``nms_iou`` is dropped, and so is one predicted under ``min_iou``.
+already kept one exceeds ``nms_iou`` is dropped, and so is one predicted under ``min_iou`` or one whose pixels
+are mostly (``max_covered``) taken by kept ones already (a small mask inside a larger kept object).
 :func:`ensemble_field` is the whole ensemble of one field (features, picker, pick);
 :func:`oracle_pick` the upper bound (true IoU as the score).
 """
@@ -21,13 +22,19 @@ __all__ = ["pick", "oracle_pick", "ensemble_field"]
 
 
 def pick(labels: dict, table: pd.DataFrame, score: str = "predicted_iou", min_iou: float = 0.3,
-         nms_iou: float = 0.3):
+         nms_iou: float = 0.3, max_covered: float = 0.5):
     """Greedy non-maximum suppression of the candidates of one field by predicted IoU.
 
     Candidates (rows of ``table``: ``engine``, ``label`` and ``score``) are visited by decreasing
     ``score``; one under ``min_iou`` is dropped, and so is one whose IoU with an already kept
-    candidate exceeds ``nms_iou``. Kept masks are painted so that a pixel claimed by two kept
+    candidate exceeds ``nms_iou``, or one with more than ``max_covered`` of its pixels already taken by kept
+    candidates. A kept candidate takes its pixels not taken yet, so a pixel claimed by two kept
     candidates goes to the one with the higher score.
+
+    The coverage rule is that of panoptic segmentation's merging of instances (Kirillov et al. 2019,
+    detectron2's ``overlap_threshold`` 0.5): IoU alone misses a small mask lying inside a larger kept
+    object (their IoU is the small area over the large one), which would otherwise survive as the few
+    pixels at its rim that the larger object left free.
 
     Returns
     -------
@@ -45,41 +52,51 @@ def pick(labels: dict, table: pd.DataFrame, score: str = "predicted_iou", min_io
     >>> out, picks = pick({"u": a, "m": b}, t)
     >>> picks[["label", "engine", "source_label", "area"]].values.tolist()
     [[1, 'm', 2, 12]]
+
+    A small candidate inside a kept one (IoU 0.25, below ``nms_iou``, but fully covered) is dropped:
+
+    >>> c = np.zeros((6, 6), int); c[1:3, 1:3] = 7
+    >>> t = pd.DataFrame({"engine": ["u", "m"], "label": [1, 7], "predicted_iou": [0.9, 0.6]})
+    >>> pick({"u": a, "m": c}, t)[1][["engine", "source_label", "area"]].values.tolist()
+    [['u', 1, 16]]
     """
+    from scipy import ndimage as ndi
+
     engines = list(labels)
-    shape = np.asarray(labels[engines[0]]).shape
+    arrays = {e: np.asarray(labels[e]) for e in engines}
+    shape = arrays[engines[0]].shape
     order = table.sort_values([score, "engine", "label"], ascending=[False, True, True], kind="stable")
     order = order[order[score] >= min_iou]
     # IoUs between candidates of different engines (those of one engine never overlap)
     conflicts: dict[tuple, list] = {}
     for i, a in enumerate(engines):
         for b in engines[i + 1:]:
-            ov = pair_overlaps(labels[a], labels[b])
+            ov = pair_overlaps(arrays[a], arrays[b])
             ov = ov[ov["iou"] > nms_iou]
             for la, lb in zip(ov["label_a"].tolist(), ov["label_b"].tolist()):
                 conflicts.setdefault((a, la), []).append((b, lb))
                 conflicts.setdefault((b, lb), []).append((a, la))
+    boxes = {e: ndi.find_objects(arrays[e]) for e in engines}
+    out = np.zeros(shape, np.uint32)
     kept, kept_set = [], set()
     for engine, label, s in zip(order["engine"], order["label"].astype(np.int64), order[score]):
         key = (engine, int(label))
         if any(c in kept_set for c in conflicts.get(key, ())):
             continue
+        box = boxes[engine][label - 1] if label - 1 < len(boxes[engine]) else None
+        if box is None:  # no pixels
+            continue
+        mask = arrays[engine][box] == label
+        free = mask & (out[box] == 0)
+        if free.sum() < (1.0 - max_covered) * mask.sum() or not free.any():
+            continue
         kept.append((engine, int(label), float(s)))
         kept_set.add(key)
-    out = np.zeros(shape, np.uint32)
-    # paint from the lowest to the highest score: higher scores win contested pixels
-    for new, (engine, label, _) in reversed(list(enumerate(kept, start=1))):
-        out[np.asarray(labels[engine]) == label] = new
+        out[box][free] = len(kept)
     areas = np.bincount(out.ravel(), minlength=len(kept) + 1)
     picks = pd.DataFrame({"label": np.arange(1, len(kept) + 1, dtype=np.int64),
                           "engine": [k[0] for k in kept], "source_label": [k[1] for k in kept],
                           "predicted_iou": [k[2] for k in kept], "area": areas[1:len(kept) + 1]})
-    if (picks["area"] == 0).any():  # lost every pixel to higher-scoring picks
-        from skimage.segmentation import relabel_sequential
-
-        picks = picks[picks["area"] > 0].reset_index(drop=True)
-        out = relabel_sequential(out)[0].astype(np.uint32)
-        picks["label"] = np.arange(1, len(picks) + 1)
     return out, picks
 
 
