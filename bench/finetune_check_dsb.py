@@ -52,6 +52,8 @@ def main(argv=None):
     import torch
     import yaml
 
+    from plateseg.config.params import watershed_settings
+
     from plateseg.config.params import FINETUNE_DEFAULTS
     from plateseg.engines.base import params_from_meta
     from plateseg.io.annotated import load_annotated
@@ -61,8 +63,7 @@ def main(argv=None):
 
     data, set_dir = Path(args.data).resolve(), Path(args.set_dir)
     settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
-    watershed = {"mode": settings["watershed"]["markers"],
-                 **{k: v for k, v in settings["watershed"].items() if k != "markers"}}
+    watershed = watershed_settings(settings)
     # the draw of bench/finetune_dsb.py: the same tuning and scored images for the same --seed
     engines = {e: importlib.import_module(f"plateseg.engines.{e}") for e in ("unet", "maskrcnn")}
     kept_out = set(engines["unet"].load_checkpoint(set_dir / "unet.pt", "cpu")[1]["kept_out_ids"])

@@ -84,6 +84,8 @@ def main(argv=None):
     import torch
     import yaml
 
+    from plateseg.config.params import watershed_settings
+
     from plateseg.config.params import FINETUNE_DEFAULTS
     from plateseg.engines import maskrcnn, unet
     from plateseg.engines.base import finetune_params
@@ -133,7 +135,7 @@ def main(argv=None):
         log.info("%s fine-tuned: %d epochs in %.0f s, final loss %.4f", name, len(history), seconds[name],
                  history[-1]["loss"])
 
-    ws = {"mode": settings["watershed"]["markers"], **{k: v for k, v in settings["watershed"].items() if k != "markers"}}
+    ws = watershed_settings(settings)
     truths = {it[0]: it[2] for it in test}
     rows = []
     for label, engines in (("shipped", shipped), ("fine-tuned", tuned)):

@@ -39,6 +39,8 @@ def main(argv=None):
     import pandas as pd
     import yaml
 
+    from plateseg.config.params import watershed_settings
+
     from plateseg.engines import maskrcnn, unet
     from plateseg.ensemble.compare import compare_methods
     from plateseg.ensemble.picker import Picker
@@ -56,7 +58,7 @@ def main(argv=None):
     kept_out = set(engines["unet"][1]["kept_out_ids"])
     items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in kept_out]
     log.info("kept-out fold: %d images", len(items))
-    ws = {"mode": settings["watershed"]["markers"], **{k: v for k, v in settings["watershed"].items() if k != "markers"}}
+    ws = watershed_settings(settings)
     t0 = time.perf_counter()
     table, labels = image_candidates(items, engines["unet"], engines["maskrcnn"], 256, 64, 2, ws,
                                      settings["maskrcnn"], "cpu", name="kept-out fold")

@@ -90,13 +90,12 @@ def pick(labels: dict, table: pd.DataFrame, score: str = "predicted_iou", min_io
         free = mask & (out[box] == 0)
         if free.sum() < (1.0 - max_covered) * mask.sum() or not free.any():
             continue
-        kept.append((engine, int(label), float(s)))
+        kept.append((engine, int(label), float(s), int(free.sum())))
         kept_set.add(key)
         out[box][free] = len(kept)
-    areas = np.bincount(out.ravel(), minlength=len(kept) + 1)
     picks = pd.DataFrame({"label": np.arange(1, len(kept) + 1, dtype=np.int64),
                           "engine": [k[0] for k in kept], "source_label": [k[1] for k in kept],
-                          "predicted_iou": [k[2] for k in kept], "area": areas[1:len(kept) + 1]})
+                          "predicted_iou": [k[2] for k in kept], "area": np.array([k[3] for k in kept], dtype=np.int64)})
     return out, picks
 
 
