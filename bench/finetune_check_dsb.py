@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import shutil
 from pathlib import Path
 
-from plateseg.pipeline.bench import command_text, common_args, start_run, table_markdown, write_section
+from plateseg.pipeline.bench import (annotated_subset, command_text, common_args, start_run, table_markdown,
+                                     write_section)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Fine-tuning check (rule choose_model)"
@@ -74,15 +74,7 @@ def main(argv=None):
     log.info("kept-out fold: %d images; the check's annotations: %d; scored: %d", len(items), len(tune), len(test))
 
     # the tuning images as a user's annotated folder (the files of the data folder, not re-encoded)
-    ann = out / "annotations"
-    ids = {it[0] for it in tune}
-    for sub in ("images", "masks"):
-        (ann / sub).mkdir(parents=True, exist_ok=True)
-        for f in (data / sub).iterdir():
-            if f.stem in ids and not (ann / sub / f.name).exists():
-                shutil.copy2(f, ann / sub / f.name)
-    index = pd.read_csv(data / "index.csv")
-    index[index["id"].isin(ids)].to_csv(ann / "index.csv", index=False)
+    ann = annotated_subset(data, [it[0] for it in tune], out / "annotations")
     folds = out / "folds.csv"
     make_folds(ann, folds, k=args.check_k, seed=args.seed)
 

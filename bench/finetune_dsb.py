@@ -17,6 +17,11 @@ Run from the repository root::
 neither engine trained on), which is where fine-tuning settings are chosen, never on the kept-out fold; it writes
 its own section (``## Fine-tuning the shipped set, picker split``) and folder (``bench/out/finetune_dsb_picker``).
 
+``--pool unseen`` draws them from an annotated folder of a microscope no file of the set saw (``--unseen-data``,
+default ``../shared/data/dsb2018/bf_histo``, images of ``--modality`` ``histology_color``: stained tissue in
+brightfield, read as gray like the set's input); the folder's data hash must differ from the set's. Own section
+(``## Fine-tuning the shipped set, a microscope it never saw``) and folder (``bench/out/finetune_dsb_unseen``).
+
 Writes the section ``## Fine-tuning the shipped set`` of ``bench/RESULTS.md`` and ``metrics.csv``,
 ``per_image_*.csv``, ``run.log`` in ``--out`` (default ``bench/out/finetune_dsb``).
 """
@@ -26,15 +31,18 @@ import argparse
 import datetime as _dt
 from pathlib import Path
 
-from plateseg.pipeline.bench import command_text, common_args, start_run, table_markdown, write_section
+from plateseg.pipeline.bench import (command_text, common_args, relative_path, start_run, table_markdown,
+                                     unseen_items, write_section)
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Fine-tuning the shipped set"
 # --pool: which images of the set's split the tuning and scored images are drawn from (checkpoint meta key, words)
-POOLS = {"kept-out": ("kept_out_ids", "kept-out fold ({n} DSB2018 fluo images no file of the set saw)", ""),
-         "picker": ("val_ids", "picker split ({n} DSB2018 fluo images neither engine trained on; the set's "
+POOLS = {"kept-out": ("kept_out_ids", "its kept-out fold ({n} DSB2018 fluo images no file of the set saw)", ""),
+         "picker": ("val_ids", "its picker split ({n} DSB2018 fluo images neither engine trained on; the set's "
                     "thresholds and picker were chosen and trained on them, so the ensemble rows flatter it)",
-                    ", picker split")}
+                    ", picker split"),
+         "unseen": (None, "{n} images of a microscope no file of the set saw (`{folder}`, modality `{modality}`: "
+                    "stained tissue in brightfield, read as gray)", ", a microscope it never saw")}
 TABLE = [("DSB mAP", "mean_dsb_map"), ("AP50", "coco_AP50"), ("F1@0.5", "pooled_f1_50"),
          ("P@0.7", "pooled_precision_70"), ("R@0.7", "pooled_recall_70"), ("Dice", "mean_dice"),
          ("n pred", "total_n_pred")]
@@ -45,8 +53,12 @@ def parse_args(argv=None):
     ap.add_argument("--set-dir", default=str(REPO / "models" / "dsb2018-fluo"))
     ap.add_argument("--pool", choices=sorted(POOLS), default="kept-out",
                     help="kept-out: the set's kept-out fold (the reported check); picker: the set's picker split, "
-                         "to choose fine-tuning settings without looking at the kept-out fold (own section and "
-                         "output folder)")
+                         "to choose fine-tuning settings without looking at the kept-out fold; unseen: "
+                         "--unseen-data, a microscope the set never saw (each its own section and output folder)")
+    ap.add_argument("--unseen-data", default=str(REPO / ".." / "shared" / "data" / "dsb2018" / "bf_histo"),
+                    help="--pool unseen: annotated folder of a microscope the set never saw")
+    ap.add_argument("--modality", default="histology_color",
+                    help="--pool unseen: the index.csv modality whose images are used (one microscope)")
     ap.add_argument("--n-tune", type=int, default=20, help="images of the pool the engines are fine-tuned on")
     ap.add_argument("--unet-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
     ap.add_argument("--maskrcnn-lr", type=float, default=None, help="default: FINETUNE_DEFAULTS (the workflow's)")
@@ -101,8 +113,13 @@ def main(argv=None):
     settings = yaml.safe_load((set_dir / "settings.yaml").read_text())
     picker = Picker.load(set_dir / "picker.json")
     key, pool_text, section_tail = POOLS[args.pool]
-    pool = set(shipped["unet"][1][key])
-    items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in pool]
+    if key is None:
+        items = unseen_items(Path(args.unseen_data).resolve(), args.modality, shipped["unet"][1])
+        pool_text = pool_text.format(n="{n}", folder=relative_path(Path(args.unseen_data).resolve(), REPO),
+                                     modality=args.modality)
+    else:
+        pool = set(shipped["unet"][1][key])
+        items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in pool]
     rng = np.random.default_rng(args.seed)
     tune_idx = set(rng.choice(len(items), args.n_tune, replace=False).tolist())
     tune = [it for k, it in enumerate(items) if k in tune_idx]
@@ -162,7 +179,7 @@ def main(argv=None):
                           "not on this fold")
     text = f"""{section}
 
-The shipped set `{set_dir.relative_to(REPO) if set_dir.is_relative_to(REPO) else set_dir}` on its
+The shipped set `{set_dir.relative_to(REPO) if set_dir.is_relative_to(REPO) else set_dir}` on
 {pool_text.format(n=len(items))}: {len(tune)} of them (drawn at random, seed
 {args.seed}) fine-tune both engines from the shipped weights; the other **{len(test)} images** are scored with the
 shipped and with the fine-tuned engines (the ensemble with the set's picker and thresholds in both rows).

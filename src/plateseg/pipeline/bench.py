@@ -33,6 +33,8 @@ __all__ = [
     "write_section",
     "command_text",
     "relative_path",
+    "unseen_items",
+    "annotated_subset",
 ]
 
 log = logging.getLogger(__name__)
@@ -486,3 +488,58 @@ def relative_path(path, root) -> str:
         return os.path.relpath(path, root)
     except ValueError:
         return str(path)
+
+
+def unseen_items(folder, modality: str, meta: dict) -> list:
+    """``(id, image, mask)`` of the ``modality`` images (``index.csv`` column) of an annotated ``folder``, read as
+    gray, that the model set of checkpoint ``meta`` never saw: a folder with the set's training data hash is refused.
+
+    Raises
+    ------
+    SystemExit
+        The folder is the set's training data, or has no image of ``modality`` (the message lists those it has).
+    """
+    import pandas as pd
+
+    from plateseg.io.annotated import data_hash, load_annotated
+
+    folder = Path(folder)
+    if data_hash(folder) == meta.get("data_hash"):
+        raise SystemExit(f"{folder} is the set's training data (data hash {meta['data_hash']}), not a new microscope")
+    index = pd.read_csv(folder / "index.csv")
+    ids = index.loc[index["modality"] == modality, "id"].astype(str).tolist()
+    if not ids:
+        raise SystemExit(f"no images of modality {modality!r} in {folder / 'index.csv'} "
+                         f"(it has {sorted(index['modality'].unique())})")
+    return load_annotated(folder, channels="gray", ids=ids)[0]
+
+
+def annotated_subset(data, ids, out) -> Path:
+    """Copy the images and masks of ``ids`` (and their ``index.csv`` rows) of the annotated folder ``data`` into
+    ``out``, as a user's annotated folder (the files as they are, not re-encoded; files already there are kept).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> root = Path(tempfile.mkdtemp())
+    >>> for sub in ("images", "masks"): (root / "d" / sub).mkdir(parents=True)
+    >>> for i in ("a", "b"):
+    ...     _ = (root / "d" / "images" / f"{i}.png").write_bytes(b"x"); _ = (root / "d" / "masks" / f"{i}.tif").write_bytes(b"y")
+    >>> _ = (root / "d" / "index.csv").write_text(chr(10).join(["id,height", "a,1", "b,2"]))
+    >>> out = annotated_subset(root / "d", ["b"], root / "sub")
+    >>> sorted(p.name for p in out.rglob("*.*")), (out / "index.csv").read_text().split()
+    (['b.png', 'b.tif', 'index.csv'], ['id,height', 'b,2'])
+    """
+    import shutil
+
+    import pandas as pd
+
+    data, out, ids = Path(data), Path(out), {str(i) for i in ids}
+    for sub in ("images", "masks"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+        for f in (data / sub).iterdir():
+            if f.stem in ids and not (out / sub / f.name).exists():
+                shutil.copy2(f, out / sub / f.name)
+    index = pd.read_csv(data / "index.csv", dtype={"id": str})
+    index[index["id"].isin(ids)].to_csv(out / "index.csv", index=False)
+    return out

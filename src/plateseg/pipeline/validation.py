@@ -19,7 +19,7 @@ from plateseg.io.files import read_table, write_table
 from plateseg.segment.watershed import instances_from_maps
 
 __all__ = ["evaluate_maps", "validate_unet", "validate_maskrcnn", "VALIDATORS", "train_fold", "cross_validate_unet",
-           "choose_finetuned", "kept_initial"]
+           "finetune_scores", "choose_finetuned", "kept_initial"]
 
 log = logging.getLogger(__name__)
 
@@ -185,55 +185,39 @@ def cross_validate_unet(models, annotations, out, watershed: dict, tile_size: in
     return table
 
 
-def choose_finetuned(engine: str, fold_models, tuned, initial, annotations, out_model, out_table,
-                     rescale="auto", pixel_size: float | None = None, threads: int | None = None) -> pd.DataFrame:
-    """Rule choose_model (``models.source: finetune``): the fine-tuned model, unless cross-validation on the
-    annotated images says fine-tuning made the model worse than the one it started from.
+def finetune_scores(engine: str, fold_models, initial, annotations, rescale="auto", pixel_size: float | None = None,
+                    threads: int | None = None) -> pd.DataFrame:
+    """Each fine-tuned fold model and the checkpoint it started from, scored on the fold's held-out images.
 
-    Each fold model (fine-tuned from ``initial`` without fold k) and ``initial`` itself are scored on fold k's
-    images -- which neither trained on -- by the engine's fold validation (:data:`VALIDATORS`, with the fold
-    model's validation settings), the images zoomed as fine-tuning zoomed them
-    (:func:`plateseg.pipeline.train.finetune_items`). If the fold models' DSB mAP, averaged over every held-out
-    image, is higher than ``initial``'s, ``tuned`` (the model fine-tuned on all images) is copied to
-    ``out_model``; otherwise ``initial`` is, and the log says so.
+    The engine's fold validation (:data:`VALIDATORS`, with the fold model's validation settings) scores both on
+    the images of fold k, which neither trained on, zoomed as fine-tuning zoomed them
+    (:func:`plateseg.pipeline.train.finetune_items`). What rule choose_model decides on
+    (:func:`choose_finetuned`), and how ``bench/finetune_schedule.py`` compares fine-tuning schedules.
 
     Parameters
     ----------
     engine : {"unet", "maskrcnn"}
     fold_models : list of path-like
-        The fine-tuned fold checkpoints (their metadata names the held-out images and the start).
-    tuned, initial : path-like
-        The model fine-tuned on all annotated images, and the checkpoint fine-tuning started from.
+        The fine-tuned fold checkpoints (their metadata names the held-out images).
+    initial : path-like
+        The checkpoint fine-tuning started from.
     annotations : path-like
         The annotated folder.
-    out_model, out_table : path-like
-        Outputs: the chosen checkpoint (a copy), and the table: per fold and for the mean over images,
-        ``n_images``, ``dsb_map_finetuned``, ``dsb_map_initial``, ``f1_50_finetuned``, ``f1_50_initial``, with
-        ``engine``, ``initial`` and ``choice`` (``"finetuned"`` or ``"initial"``) on every row.
-    rescale : "auto", "none" or float
-        Config ``segmentation.rescale``, as for the fine-tuning.
-    pixel_size : float, optional
-        The engine settings' ``pixel_size``, as for the fine-tuning.
+    rescale, pixel_size
+        Config ``segmentation.rescale`` and the engine settings' ``pixel_size``, as for the fine-tuning.
     threads : int, optional
         torch CPU threads.
 
     Returns
     -------
     pandas.DataFrame
-        The table.
-
-    Examples
-    --------
-    choose_finetuned("unet", ["results/models/unet/0.pt", "results/models/unet/1.pt"], "results/models/unet/all.pt",
-                     "models/dsb2018-fluo/unet.pt", "resources/training", "results/models/unet/final.pt",
-                     "results/models/unet/finetune_check.csv")
+        Per fold and, last, for the mean over all held-out images (``fold`` "mean"): ``fold``, ``n_images``,
+        ``dsb_map_finetuned``, ``dsb_map_initial``, ``f1_50_finetuned``, ``f1_50_initial``.
     """
     import importlib
-    import shutil
 
     from plateseg.engines.base import params_from_meta
     from plateseg.io.annotated import load_annotated
-    from plateseg.io.files import atomic_path
     from plateseg.pipeline.run import torch_device
     from plateseg.pipeline.train import PARAMS, finetune_items
 
@@ -257,14 +241,62 @@ def choose_finetuned(engine: str, fold_models, tuned, initial, annotations, out_
     table = pd.DataFrame(rows).rename(columns=lambda c: c.replace("ap_", "dsb_map_"))
     n = table["n_images"].to_numpy(float)
     mean = {c: float(np.average(table[c], weights=n)) for c in table.columns if c.startswith(("dsb_map", "f1_50"))}
-    table = pd.concat([table, pd.DataFrame([{"fold": "mean", "n_images": int(n.sum()), **mean}])], ignore_index=True)
+    return pd.concat([table, pd.DataFrame([{"fold": "mean", "n_images": int(n.sum()), **mean}])], ignore_index=True)
+
+
+def choose_finetuned(engine: str, fold_models, tuned, initial, annotations, out_model, out_table,
+                     rescale="auto", pixel_size: float | None = None, threads: int | None = None) -> pd.DataFrame:
+    """Rule choose_model (``models.source: finetune``): the fine-tuned model, unless cross-validation on the
+    annotated images says fine-tuning made the model worse than the one it started from.
+
+    Each fold model (fine-tuned from ``initial`` without fold k) and ``initial`` itself are scored on fold k's
+    images, which neither trained on (:func:`finetune_scores`). If the fold models' DSB mAP, averaged over every
+    held-out image, is higher than ``initial``'s, ``tuned`` (the model fine-tuned on all images) is copied to
+    ``out_model``; otherwise ``initial`` is, and the log says so.
+
+    Parameters
+    ----------
+    engine : {"unet", "maskrcnn"}
+    fold_models : list of path-like
+        The fine-tuned fold checkpoints (their metadata names the held-out images and the start).
+    tuned, initial : path-like
+        The model fine-tuned on all annotated images, and the checkpoint fine-tuning started from.
+    annotations : path-like
+        The annotated folder.
+    out_model, out_table : path-like
+        Outputs: the chosen checkpoint (a copy), and the table of :func:`finetune_scores` with ``engine``,
+        ``initial`` and ``choice`` (``"finetuned"`` or ``"initial"``) on every row.
+    rescale : "auto", "none" or float
+        Config ``segmentation.rescale``, as for the fine-tuning.
+    pixel_size : float, optional
+        The engine settings' ``pixel_size``, as for the fine-tuning.
+    threads : int, optional
+        torch CPU threads.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The table.
+
+    Examples
+    --------
+    choose_finetuned("unet", ["results/models/unet/0.pt", "results/models/unet/1.pt"], "results/models/unet/all.pt",
+                     "models/dsb2018-fluo/unet.pt", "resources/training", "results/models/unet/final.pt",
+                     "results/models/unet/finetune_check.csv")
+    """
+    import shutil
+
+    from plateseg.io.files import atomic_path
+
+    table = finetune_scores(engine, fold_models, initial, annotations, rescale, pixel_size, threads)
+    mean = table.iloc[-1]
     choice = "finetuned" if mean["dsb_map_finetuned"] > mean["dsb_map_initial"] else "initial"
     table = table.assign(engine=engine, initial=str(initial), choice=choice)
     with atomic_path(out_model) as tmp:
         shutil.copyfile(tuned if choice == "finetuned" else initial, tmp)
     write_table(table, out_table)
     log.info("%s: fold models fine-tuned from %s score DSB mAP %.3f over %d held-out images, %s %.3f: %s", engine,
-             initial, mean["dsb_map_finetuned"], int(n.sum()), initial, mean["dsb_map_initial"],
+             initial, mean["dsb_map_finetuned"], int(mean["n_images"]), initial, mean["dsb_map_initial"],
              f"using the fine-tuned model {tuned}" if choice == "finetuned"
              else f"fine-tuning did not help; keeping {initial}")
     return table
