@@ -117,7 +117,7 @@ def with_set_settings(config: dict, root) -> dict:
     {'models': {'source': 'train', 'set': 'x'}}
     >>> tuned = with_set_settings({"models": {"source": "finetune", "set": "x"}, "unet": {"epochs": 3}}, root)
     >>> tuned["unet"]["epochs"], tuned["unet"]["lr"], tuned["maskrcnn"]["lr"]
-    (3, 0.0001, 0.0002)
+    (3, 0.001, 0.001)
     """
     import copy
 

@@ -37,12 +37,12 @@ MASKRCNN_INFERENCE_KEYS = ("score_threshold", "mask_threshold", "min_area")
 
 # How models.source finetune trains each engine unless the run's config sets the key (config.models.with_set_settings
 # puts these under the config), from the set's weights (bench/finetune_dsb.py uses the same). U-Net: 20 epochs x 40
-# steps of 8 crops at lr 1e-3; Mask R-CNN: 4 epochs x 25 steps of 4 crops at lr 1e-3. Chosen as the workflow chooses
-# (grouped 3-fold CV within the 20 annotated images) on a microscope the set never saw (DSB2018 histology;
-# bench/RESULTS.md "Fine-tuning the shipped set, a microscope it never saw"): the former U-Net 7 epochs at lr 1e-4
-# barely moved the model there (CV DSB mAP 0.010 against 0.214; Mask R-CNN at lr 2e-4: 0.124 against 0.182). Where
-# fine-tuning does not help (images like the set's training data), rule choose_model keeps the set's model. The
-# crops and augmentation are the checkpoint's (plateseg.engines.base.finetune_params), not the config's.
+# steps of 8 crops at lr 1e-3; Mask R-CNN: 4 epochs x 25 steps of 4 crops at lr 1e-3. Chosen as rule choose_model
+# judges fine-tuning (grouped folds of 20 annotated images) on a microscope the set never saw: bench/finetune_schedule.py,
+# section "Fine-tuning schedule (models.source finetune defaults)" of bench/RESULTS.md; the former U-Net 7 epochs at
+# lr 1e-4 barely moved the model there. Where fine-tuning does not help (images like the set's training data), rule
+# choose_model keeps the set's model. The crops and augmentation are the checkpoint's
+# (plateseg.engines.base.finetune_params), not the config's.
 FINETUNE_DEFAULTS = {
     "unet": {"epochs": 20, "samples_per_epoch": 320, "batch_size": 8, "lr": 1e-3, "warmup_steps": 10},
     "maskrcnn": {"epochs": 4, "samples_per_epoch": 100, "batch_size": 4, "lr": 1e-3, "warmup_steps": 10},
