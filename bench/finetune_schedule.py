@@ -84,7 +84,7 @@ def main(argv=None):
 
     val = {"unet": {"val_watershed": watershed_settings(settings)},
            "maskrcnn": {"val_score_threshold": settings["maskrcnn"]["score_threshold"]}}
-    rows = []
+    rows, reused = [], 0
     for engine, epochs, lr in args.schedules:
         defaults = FINETUNE_DEFAULTS[engine]
         params = {**defaults, "epochs": epochs, "lr": lr, "seed": args.seed, "amp": False, "num_workers": 0,
@@ -92,6 +92,7 @@ def main(argv=None):
         models = out / "models" / f"{engine}_{epochs}_{lr:g}"
         models.mkdir(parents=True, exist_ok=True)
         paths = [models / f"{k}.pt" for k in range(args.check_k)]
+        reused += sum(path.exists() for path in paths)
         for k, path in enumerate(paths):
             if not path.exists():
                 train_fold(engine, ann, k, path, params, out / "folds.csv", threads=args.threads,
@@ -119,6 +120,8 @@ def main(argv=None):
     best = scores.loc[scores.groupby("engine")["dsb_map_finetuned"].idxmax()]
     best_text = "; ".join(f"{r.engine}: {r.epochs} epochs at lr {r.lr:g} ({r.dsb_map_finetuned:.3f})"
                           for r in best.itertuples())
+    reused_text = (f" ({reused} of the {len(args.schedules) * args.check_k} fold models were trained by an earlier run "
+                   f"of the command into `--out` and reused)" if reused else "")
     text = f"""{SECTION}
 
 Fine-tuning schedules of `models.source: finetune`, judged as rule `choose_model` judges fine-tuning, on
@@ -133,7 +136,7 @@ images of the folder are not scored here. Settings other than epochs and learnin
 
 - Best per engine: {best_text}. "default" marks the schedule of `FINETUNE_DEFAULTS` when this ran.
 - Machine (measured by `plateseg.machine`): {run.machine_text()}; torch {torch.__version__}, {args.threads}
-  threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min.
+  threads. Date {_dt.date.today().isoformat()}; total {run.minutes():.1f} min{reused_text}.
 - **Command**: `{command_text("bench/finetune_schedule.py", argv)}`
 """
     write_section(Path(args.results), text, SECTION)
