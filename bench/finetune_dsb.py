@@ -115,8 +115,6 @@ def main(argv=None):
     key, pool_text, section_tail = POOLS[args.pool]
     if key is None:
         items = unseen_items(Path(args.unseen_data).resolve(), args.modality, shipped["unet"][1])
-        pool_text = pool_text.format(n="{n}", folder=relative_path(Path(args.unseen_data).resolve(), REPO),
-                                     modality=args.modality)
     else:
         pool = set(shipped["unet"][1][key])
         items = [it for it in load_annotated(Path(args.data).resolve(), channels="gray")[0] if it[0] in pool]
@@ -180,7 +178,8 @@ def main(argv=None):
     text = f"""{section}
 
 The shipped set `{set_dir.relative_to(REPO) if set_dir.is_relative_to(REPO) else set_dir}` on
-{pool_text.format(n=len(items))}: {len(tune)} of them (drawn at random, seed
+{pool_text.format(n=len(items), folder=relative_path(Path(args.unseen_data).resolve(), REPO),
+                 modality=args.modality)}: {len(tune)} of them (drawn at random, seed
 {args.seed}) fine-tune both engines from the shipped weights; the other **{len(test)} images** are scored with the
 shipped and with the fine-tuned engines (the ensemble with the set's picker and thresholds in both rows).
 
